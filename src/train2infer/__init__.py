@@ -1,0 +1,39 @@
+"""train2infer: carry a tf_keras model from training to fast inference.
+
+Importing this package is the one place that fixes the Keras flavour for the whole
+process: TF-MOT supports Keras 2 only, so ``TF_USE_LEGACY_KERAS=1`` must be set before
+TensorFlow is first imported. Every stage script and every test imports ``train2infer``
+(or one of its modules) before anything imports TensorFlow.
+
+This module itself imports no TensorFlow, so configuration errors are reported before
+the slow TensorFlow start-up.
+"""
+
+import os
+import sys
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+if "tensorflow" in sys.modules and "tf_keras" not in sys.modules:  # pragma: no cover
+    # TensorFlow read TF_USE_LEGACY_KERAS at import time; if it was imported first,
+    # tf.keras may already be bound to Keras 3 and TF-MOT would fail obscurely.
+    import warnings
+
+    warnings.warn(
+        "tensorflow was imported before train2infer; import train2infer first so that "
+        "TF_USE_LEGACY_KERAS=1 takes effect",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
+
+class Train2InferError(Exception):
+    """An error caused by the user's input (parameters, data or files), not by a bug.
+
+    Stage entry points print it as one ``error: ...`` line and exit non-zero.
+    """
+
+
+__all__ = ["Train2InferError"]

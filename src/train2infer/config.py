@@ -1,0 +1,234 @@
+"""Typed, validated views of the sections of ``params.yaml``.
+
+``params.yaml`` is composed by DVC's Hydra integration from ``conf/``; each stage reads it
+once and validates only the sections it uses, before doing any work (and before importing
+TensorFlow), so a bad parameter costs a second, not a training run.
+
+Each section is a dataclass mirroring ``conf/<section>/*.yaml``. Unknown keys, wrong types
+and out-of-range values raise :class:`ConfigError` naming ``section.key``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from train2infer import Train2InferError
+
+DATA_SOURCES = ("digits",)
+MODELS = ("cnn",)
+STRATEGIES = ("auto", "default", "mirrored")
+PRUNE_SCHEDULES = ("polynomial_decay", "constant_sparsity")
+
+
+class ConfigError(Train2InferError):
+    """A parameter is missing, unknown, of the wrong type or out of range."""
+
+
+def _fail(section: str, key: str, value: Any, rule: str) -> None:
+    raise ConfigError(f"params: {section}.{key}={value!r} {rule}")
+
+
+def _check_range(section, key, value, lo=None, hi=None, lo_open=False, hi_open=False):
+    if lo is not None and (value < lo or (lo_open and value == lo)):
+        _fail(section, key, value, f"must be {'>' if lo_open else '>='} {lo}")
+    if hi is not None and (value > hi or (hi_open and value == hi)):
+        _fail(section, key, value, f"must be {'<' if hi_open else '<='} {hi}")
+
+
+def _check_choice(section, key, value, choices):
+    if value not in choices:
+        _fail(section, key, value, f"is not one of: {', '.join(choices)}")
+
+
+@dataclass
+class DataConfig:
+    """``data``: where images come from and how they are shaped and split."""
+
+    name: str = "digits"
+    image_size: int = 32
+    channels: int = 1
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+
+    def check(self) -> None:
+        _check_choice("data", "name", self.name, DATA_SOURCES)
+        _check_range("data", "image_size", self.image_size, lo=1)
+        _check_choice("data", "channels", self.channels, (1, 3))
+        _check_range("data", "val_fraction", self.val_fraction, lo=0, hi=1, lo_open=True, hi_open=True)
+        _check_range("data", "test_fraction", self.test_fraction, lo=0, hi=1, lo_open=True, hi_open=True)
+        if self.val_fraction + self.test_fraction >= 1:
+            _fail("data", "test_fraction", self.test_fraction, "plus data.val_fraction must be < 1")
+
+
+@dataclass
+class ModelConfig:
+    """``model``: the architecture built by :func:`train2infer.models.build_model`."""
+
+    name: str = "cnn"
+    filters: list[int] = field(default_factory=lambda: [32, 64])
+    convs_per_stage: int = 2
+    kernel_size: int = 3
+    dense_units: int = 64
+    dropout: float = 0.2
+    bn_momentum: float = 0.9
+
+    def check(self) -> None:
+        _check_choice("model", "name", self.name, MODELS)
+        if not self.filters:
+            _fail("model", "filters", list(self.filters), "must list at least one stage width")
+        for i, f in enumerate(self.filters):
+            _check_range("model", f"filters[{i}]", f, lo=1)
+        _check_range("model", "convs_per_stage", self.convs_per_stage, lo=1)
+        _check_range("model", "kernel_size", self.kernel_size, lo=1)
+        _check_range("model", "dense_units", self.dense_units, lo=0)
+        _check_range("model", "dropout", self.dropout, lo=0, hi=1, hi_open=True)
+        _check_range("model", "bn_momentum", self.bn_momentum, lo=0, hi=1, hi_open=True)
+
+
+@dataclass
+class TrainConfig:
+    """``train``: optimisation and device placement for the train stage."""
+
+    epochs: int = 15
+    batch_size: int = 32
+    learning_rate: float = 0.002
+    strategy: str = "auto"
+    mixed_precision: bool = False
+    scale_learning_rate: bool = True
+
+    def check(self) -> None:
+        _check_range("train", "epochs", self.epochs, lo=1)
+        _check_range("train", "batch_size", self.batch_size, lo=1)
+        _check_range("train", "learning_rate", self.learning_rate, lo=0, lo_open=True)
+        _check_choice("train", "strategy", self.strategy, STRATEGIES)
+
+
+@dataclass
+class PruneConfig:
+    """``prune``: TF-MOT magnitude pruning schedule and fine-tuning."""
+
+    schedule: str = "polynomial_decay"
+    initial_sparsity: float = 0.3
+    final_sparsity: float = 0.8
+    begin_fraction: float = 0.0
+    end_fraction: float = 0.6
+    frequency: int = 10
+    epochs: int = 6
+    batch_size: int = 32
+    learning_rate: float = 0.0005
+    tolerance: float = 0.01
+
+    def check(self) -> None:
+        _check_choice("prune", "schedule", self.schedule, PRUNE_SCHEDULES)
+        _check_range("prune", "final_sparsity", self.final_sparsity, lo=0, hi=1, hi_open=True)
+        _check_range("prune", "initial_sparsity", self.initial_sparsity, lo=0, hi=self.final_sparsity)
+        _check_range("prune", "begin_fraction", self.begin_fraction, lo=0, hi=1, hi_open=True)
+        _check_range("prune", "end_fraction", self.end_fraction, lo=self.begin_fraction, hi=1, lo_open=True)
+        _check_range("prune", "frequency", self.frequency, lo=1)
+        _check_range("prune", "epochs", self.epochs, lo=1)
+        _check_range("prune", "batch_size", self.batch_size, lo=1)
+        _check_range("prune", "learning_rate", self.learning_rate, lo=0, lo_open=True)
+        _check_range("prune", "tolerance", self.tolerance, lo=0, hi=1)
+
+
+@dataclass
+class ConvertConfig:
+    """``convert``: TFLite conversion and the Keras-vs-TFLite output check."""
+
+    check_images: int = 100
+    float_atol: float = 1e-4
+
+    def check(self) -> None:
+        _check_range("convert", "check_images", self.check_images, lo=1)
+        _check_range("convert", "float_atol", self.float_atol, lo=0, lo_open=True)
+
+
+@dataclass
+class EvaluateConfig:
+    """``evaluate``: how accuracy and latency are measured."""
+
+    num_threads: int = 1
+    warmup_runs: int = 50
+    timed_runs: int = 300
+
+    def check(self) -> None:
+        _check_range("evaluate", "num_threads", self.num_threads, lo=1)
+        _check_range("evaluate", "warmup_runs", self.warmup_runs, lo=1)
+        _check_range("evaluate", "timed_runs", self.timed_runs, lo=200)
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "prune": PruneConfig,
+    "convert": ConvertConfig,
+    "evaluate": EvaluateConfig,
+}
+
+
+def load_params(path: str | Path = "params.yaml") -> DictConfig:
+    """Read ``params.yaml`` (once per stage).
+
+    Raises:
+        ConfigError: If the file is missing, empty or not a YAML mapping.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"params file not found: {p}")
+    try:
+        params = OmegaConf.load(p)
+    except Exception as exc:  # yaml.YAMLError and OmegaConf errors alike
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"params file {p} is not valid YAML: {first}") from None
+    if not isinstance(params, DictConfig) or len(params) == 0:
+        raise ConfigError(f"params file {p} is empty or not a mapping")
+    return params
+
+
+def section(params: DictConfig | dict, name: str):
+    """Validate one section of the parameters and return it as its dataclass.
+
+    Args:
+        params: The whole parameter tree.
+        name: A key of :data:`SECTIONS`.
+
+    Returns:
+        The dataclass instance for the section, checked.
+
+    Raises:
+        ConfigError: On a missing section, unknown key, wrong type or bad value.
+    """
+    schema = SECTIONS[name]
+    if isinstance(params, dict):
+        params = OmegaConf.create(params)
+    if name not in params or params[name] is None:
+        raise ConfigError(f"params: section '{name}' is missing")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), params[name])
+        obj = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or getattr(exc, "key", None) or "?"
+        msg = str(exc).strip().splitlines()[0]
+        raise ConfigError(f"params: {name}.{key}: {msg}") from None
+    obj.check()
+    return obj
+
+
+def seed(params: DictConfig | dict) -> int:
+    """The global ``seed``, checked to be a non-negative integer."""
+    value = params.get("seed") if params is not None else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"params: seed={value!r} must be a non-negative integer")
+    return value
+
+
+def as_dict(cfg) -> dict:
+    """A section dataclass as a plain dict (for logging and reports)."""
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,202 @@
+"""Keras -> TFLite / SavedModel conversion, and what the converter fused.
+
+TFLite models are run with LiteRT's ``ai_edge_litert.interpreter.Interpreter``
+(``tf.lite.Interpreter`` is deprecated).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+from train2infer import Train2InferError
+
+QUANTIZATIONS = ("float", "dynamic")
+
+
+def to_tflite(model: keras.Model, quantization: str = "float") -> bytes:
+    """Convert a Keras model to a TFLite flatbuffer.
+
+    Args:
+        model: A float32 tf_keras model.
+        quantization: ``float`` (float32 weights) or ``dynamic`` (dynamic-range: int8
+            weights for tensors of at least 1,024 elements, float activations).
+
+    Returns:
+        The ``.tflite`` bytes.
+    """
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"unknown quantization {quantization!r}; known: {', '.join(QUANTIZATIONS)}")
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if quantization == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    return converter.convert()
+
+
+def export_saved_model(model: keras.Model, path: str | Path) -> None:
+    """Export an inference SavedModel (``serving_default`` signature) to ``path``."""
+    tf.saved_model.save(model, str(path))
+
+
+def interpreter(model: bytes | str | Path, num_threads: int = 1, delegates: bool = True) -> Interpreter:
+    """A LiteRT interpreter with tensors allocated.
+
+    Args:
+        model: ``.tflite`` bytes or a path to a ``.tflite`` file.
+        num_threads: CPU threads for the kernels (and the XNNPACK delegate).
+        delegates: Apply the default XNNPACK delegate (the fast path); without it every
+            op stays visible and every constant tensor readable, for inspection.
+
+    Raises:
+        Train2InferError: If the file is missing or not a valid TFLite model.
+    """
+    kwargs = {"num_threads": num_threads}
+    if not delegates:
+        kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    if isinstance(model, (bytes, bytearray)):
+        kwargs["model_content"] = bytes(model)
+        what = "in-memory model"
+    else:
+        p = Path(model)
+        if not p.is_file():
+            raise Train2InferError(f"TFLite model not found: {p}")
+        kwargs["model_path"] = str(p)
+        what = str(p)
+    try:
+        interp = Interpreter(**kwargs)
+        interp.allocate_tensors()
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise Train2InferError(f"not a valid TFLite model: {what} ({first})") from None
+    return interp
+
+
+def tflite_ops(model: bytes | str | Path) -> list[dict]:
+    """The operators of a TFLite model, in execution order.
+
+    Returns:
+        One dict per op: ``index``, ``op`` (e.g. ``CONV_2D``), ``outputs`` (tensor names)
+        and ``weights`` (names of constant inputs).
+    """
+    interp = interpreter(model, delegates=False)
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    graph_inputs = {d["index"] for d in interp.get_input_details()}
+    produced = set()
+    ops = []
+    for op in interp._get_ops_details():  # the public API has no op list
+        if op["op_name"] == "DELEGATE":
+            continue
+        produced.update(int(i) for i in op["outputs"])
+        ops.append(op)
+    result = []
+    for op in ops:
+        weights = [
+            tensors[int(i)]["name"]
+            for i in op["inputs"]
+            if int(i) >= 0 and int(i) not in produced and int(i) not in graph_inputs
+        ]
+        result.append(
+            {
+                "index": int(op["index"]),
+                "op": op["op_name"],
+                "outputs": [tensors[int(i)]["name"] for i in op["outputs"]],
+                "weights": weights,
+            }
+        )
+    return result
+
+
+def keras_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The computational layers of a model (everything but ``InputLayer``)."""
+    return [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+
+
+def fusion_table(model: keras.Model, ops: list[dict]) -> dict:
+    """Which Keras layers each TFLite op computes.
+
+    The converter names an op's output tensor after the TF ops it fused
+    (``cnn/s0c0_relu/Relu;cnn/s0c0_conv/Conv2D``). BatchNormalization leaves no op: it is
+    folded into the preceding convolution's weights and bias, so a BN layer is credited to
+    the op computing the conv it directly follows. Dropout is the identity at inference.
+
+    Args:
+        model: The Keras model that was converted.
+        ops: :func:`tflite_ops` of the converted model.
+
+    Returns:
+        ``{"ops": [{"op", "index", "keras_layers"}], "unmapped": [...]}`` where
+        ``unmapped`` lists layers found in no op (with the reason when known).
+    """
+    layers = keras_layers(model)
+    names = {layer.name for layer in layers}
+    prefix = model.name + "/"
+    follows = {}  # BN name -> name of the layer feeding it
+    for layer in layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            inbound = layer._inbound_nodes[0].inbound_layers
+            inbound = inbound[0] if isinstance(inbound, (list, tuple)) else inbound
+            follows[layer.name] = inbound.name
+    rows, seen = [], set()
+    for op in ops:
+        mentioned = []
+        for tensor_name in op["outputs"] + op["weights"]:
+            for part in tensor_name.split(";"):
+                if part.startswith(prefix):
+                    layer_name = part[len(prefix) :].split("/")[0]
+                    if layer_name in names and layer_name not in mentioned and layer_name not in seen:
+                        mentioned.append(layer_name)
+        for bn, src in follows.items():
+            if src in mentioned and bn not in mentioned and bn not in seen:
+                mentioned.insert(mentioned.index(src) + 1, bn)
+        order = {layer.name: i for i, layer in enumerate(layers)}
+        mentioned.sort(key=order.get)
+        seen.update(mentioned)
+        rows.append({"index": op["index"], "op": op["op"], "keras_layers": mentioned})
+    unmapped = []
+    for layer in layers:
+        if layer.name in seen:
+            continue
+        reason = "identity at inference" if isinstance(layer, keras.layers.Dropout) else "not found in op names"
+        unmapped.append({"layer": layer.name, "reason": reason})
+    return {"ops": rows, "unmapped": unmapped}
+
+
+def run_tflite(model: bytes | str | Path, x: np.ndarray, num_threads: int = 1) -> np.ndarray:
+    """Outputs of a TFLite model for float32 inputs, one example at a time (batch 1)."""
+    interp = interpreter(model, num_threads=num_threads)
+    inp = interp.get_input_details()[0]["index"]
+    out = interp.get_output_details()[0]["index"]
+    results = []
+    for i in range(len(x)):
+        interp.set_tensor(inp, x[i : i + 1].astype(np.float32))
+        interp.invoke()
+        results.append(interp.get_tensor(out)[0].copy())
+    return np.stack(results)
+
+
+def tflite_sparsity(model: bytes | str | Path) -> float:
+    """Fraction of zeros over the weight tensors of CONV_2D, DEPTHWISE_CONV_2D and
+    FULLY_CONNECTED ops, read from the TFLite model itself.
+
+    Where a DEQUANTIZE op feeds the weights, its quantized input is read instead
+    (zero stays zero under symmetric int8 quantization).
+    """
+    interp = interpreter(model, delegates=False)
+    ops = interp._get_ops_details()
+    producer = {int(i): op for op in ops for i in op["outputs"]}
+    zeros = total = 0
+    for op in ops:
+        if op["op_name"] not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            continue
+        w_index = int(op["inputs"][1])
+        src = producer.get(w_index)
+        if src is not None and src["op_name"] == "DEQUANTIZE":
+            w_index = int(src["inputs"][0])
+        w = interp.get_tensor(w_index)
+        zeros += int(np.sum(w == 0))
+        total += w.size
+    return zeros / total if total else 0.0

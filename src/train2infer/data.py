@@ -1,0 +1,190 @@
+"""Data sources, splitting, the prepared-data format and the tf.data input pipeline.
+
+Prepared data is a folder with ``train.npz``, ``val.npz`` and ``test.npz`` (``x``: uint8
+images N x H x W x C, ``y``: int64 labels) and ``meta.json`` (class names, image shape,
+source). Pixels stay uint8 on disk; :func:`make_dataset` scales them to [0, 1] floats,
+which is also the input every exported model expects.
+
+Only :func:`make_dataset` needs TensorFlow, and imports it lazily.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from train2infer import Train2InferError
+from train2infer.io import read_json, write_json
+
+SPLITS = ("train", "val", "test")
+
+
+class DataError(Train2InferError):
+    """Input data is missing, corrupt or unusable."""
+
+
+def load_digits(image_size: int, channels: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """scikit-learn's bundled handwritten digits, resized (no network needed).
+
+    Args:
+        image_size: Output height and width.
+        channels: 1 for grayscale, 3 to replicate gray into RGB.
+
+    Returns:
+        ``(images, labels, class_names)``: uint8 N x S x S x C images, int64 labels,
+        and the names ``"0"`` … ``"9"``.
+    """
+    from sklearn.datasets import load_digits as sk_load_digits
+
+    bunch = sk_load_digits()
+    # Pixel values are 0..16; scale to the full 8-bit range before resizing.
+    raw = np.clip(np.rint(bunch.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
+    images = resize_images(raw[..., None], image_size)
+    if channels == 3:
+        images = np.repeat(images, 3, axis=-1)
+    names = [str(int(n)) for n in bunch.target_names]
+    return images, bunch.target.astype(np.int64), names
+
+
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """Resize uint8 N x H x W x C images to N x size x size x C with bilinear filtering."""
+    from PIL import Image
+
+    n, h, w, c = images.shape
+    if (h, w) == (size, size):
+        return images.copy()
+    out = np.empty((n, size, size, c), dtype=np.uint8)
+    for i in range(n):
+        for ch in range(c):
+            img = Image.fromarray(images[i, :, :, ch], mode="L")
+            out[i, :, :, ch] = np.asarray(img.resize((size, size), Image.BILINEAR))
+    return out
+
+
+def stratified_split(
+    labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, np.ndarray]:
+    """Indices of a stratified train/val/test split, deterministic for a seed.
+
+    Args:
+        labels: Integer class label per example.
+        val_fraction: Share of each class for validation.
+        test_fraction: Share of each class for testing.
+        seed: Random seed.
+
+    Returns:
+        ``{"train": idx, "val": idx, "test": idx}``, each sorted.
+
+    Raises:
+        DataError: If a class has too few examples to appear in every split.
+    """
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
+    for cls in np.unique(labels):
+        idx = np.flatnonzero(labels == cls)
+        n = len(idx)
+        n_test = int(round(n * test_fraction))
+        n_val = int(round(n * val_fraction))
+        if n_test < 1 or n_val < 1 or n - n_test - n_val < 1:
+            raise DataError(
+                f"class {cls} has {n} examples, too few for a train/val/test split with "
+                f"val_fraction={val_fraction} and test_fraction={test_fraction}"
+            )
+        idx = rng.permutation(idx)
+        parts["test"].append(idx[:n_test])
+        parts["val"].append(idx[n_test : n_test + n_val])
+        parts["train"].append(idx[n_test + n_val :])
+    return {s: np.sort(np.concatenate(parts[s])) for s in SPLITS}
+
+
+def summarize(splits: dict[str, tuple[np.ndarray, np.ndarray]], class_names: Sequence[str]) -> dict:
+    """Counts per class and split, and the image shape, for the prepare report."""
+    any_x = next(iter(splits.values()))[0]
+    counts = {}
+    for name, (_, y) in splits.items():
+        c = Counter(int(v) for v in y)
+        counts[name] = {class_names[k]: c.get(k, 0) for k in range(len(class_names))}
+    return {
+        "image_shape": list(any_x.shape[1:]),
+        "num_classes": len(class_names),
+        "class_names": list(class_names),
+        "sizes": {name: int(len(y)) for name, (_, y) in splits.items()},
+        "counts": counts,
+    }
+
+
+def save_prepared(
+    folder: str | Path,
+    splits: dict[str, tuple[np.ndarray, np.ndarray]],
+    class_names: Sequence[str],
+    source: str,
+) -> None:
+    """Write the prepared-data folder (see the module docstring)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (x, y) in splits.items():
+        np.savez(folder / f"{name}.npz", x=x.astype(np.uint8), y=y.astype(np.int64))
+    x0 = next(iter(splits.values()))[0]
+    write_json(
+        folder / "meta.json",
+        {"source": source, "class_names": list(class_names), "image_shape": list(x0.shape[1:])},
+    )
+
+
+def load_prepared(folder: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Load one split of a prepared-data folder.
+
+    Raises:
+        DataError: If the folder or file is missing, corrupt, empty or inconsistent.
+    """
+    path = Path(folder) / f"{split}.npz"
+    if not path.is_file():
+        raise DataError(f"prepared data not found: {path} (run the prepare stage)")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            x, y = f["x"], f["y"]
+    except Exception as exc:
+        raise DataError(f"prepared data is corrupt: {path} ({type(exc).__name__})") from None
+    if x.ndim != 4 or len(x) == 0 or len(x) != len(y):
+        raise DataError(f"prepared data is empty or malformed: {path} (x {x.shape}, y {y.shape})")
+    return x, y
+
+
+def load_meta(folder: str | Path) -> dict:
+    """The ``meta.json`` of a prepared-data folder."""
+    return read_json(Path(folder) / "meta.json", "prepared data metadata")
+
+
+def to_float(x: np.ndarray) -> np.ndarray:
+    """uint8 pixels to the float32 [0, 1] inputs the models take."""
+    return x.astype(np.float32) / 255.0
+
+
+def make_dataset(
+    x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int, drop_remainder: bool = False
+):
+    """A tf.data pipeline: scale to [0, 1], cache, shuffle per epoch, batch, prefetch.
+
+    Args:
+        x: uint8 images.
+        y: Integer labels.
+        batch_size: Global batch size.
+        shuffle: Reshuffle every epoch (training).
+        seed: Shuffle seed.
+        drop_remainder: Drop the last partial batch.
+
+    Returns:
+        A ``tf.data.Dataset`` of ``(float32 images, int64 labels)`` batches.
+    """
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    ds = ds.map(lambda a, b: (tf.cast(a, tf.float32) / 255.0, b), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.cache()
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    return ds.prefetch(tf.data.AUTOTUNE)

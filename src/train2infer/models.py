@@ -1,0 +1,107 @@
+"""Model builders (tf_keras, i.e. Keras 2, as TF-MOT requires)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import tf_keras as keras
+
+
+def build_cnn(
+    input_shape: Sequence[int],
+    num_classes: int,
+    filters: Sequence[int] = (32, 64),
+    convs_per_stage: int = 2,
+    kernel_size: int = 3,
+    dense_units: int = 64,
+    dropout: float = 0.2,
+    bn_momentum: float = 0.9,
+    seed: int = 0,
+    output_dtype: str = "float32",
+) -> keras.Model:
+    """A CNN of ``Conv2D -> BatchNormalization -> ReLU`` blocks that outputs logits.
+
+    Each stage has ``convs_per_stage`` blocks followed by 2x2 max pooling; then global
+    average pooling, an optional ``Dense+ReLU`` and the classifier. Layer names are stable
+    (``s{stage}c{conv}_conv``, ``_bn``, ``_relu``, ``gap``, ``hidden``, ``logits``) so that
+    reports can map TFLite ops back to them.
+
+    Args:
+        input_shape: ``(height, width, channels)``.
+        num_classes: Number of output logits.
+        filters: Width of each stage.
+        convs_per_stage: Conv blocks per stage.
+        kernel_size: Square convolution kernel size.
+        dense_units: Width of the hidden dense layer; 0 for none.
+        dropout: Dropout rate before the classifier.
+        bn_momentum: BatchNormalization moving-average momentum.
+        seed: Seed for the weight initialisers.
+        output_dtype: dtype of the logits (keep float32 under mixed precision).
+
+    Returns:
+        An uncompiled functional model named ``cnn``.
+    """
+    init = keras.initializers.HeNormal
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = inputs
+    k = 0
+    for s, width in enumerate(filters):
+        for c in range(convs_per_stage):
+            name = f"s{s}c{c}"
+            x = keras.layers.Conv2D(
+                width,
+                kernel_size,
+                padding="same",
+                use_bias=False,
+                kernel_initializer=init(seed=seed + k),
+                name=f"{name}_conv",
+            )(x)
+            x = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(x)
+            x = keras.layers.ReLU(name=f"{name}_relu")(x)
+            k += 1
+        x = keras.layers.MaxPooling2D(name=f"s{s}_pool")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    if dense_units:
+        x = keras.layers.Dense(
+            dense_units, activation="relu", kernel_initializer=init(seed=seed + k), name="hidden"
+        )(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
+    outputs = keras.layers.Dense(
+        num_classes,
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seed + k + 1),
+        dtype=output_dtype,
+        name="logits",
+    )(x)
+    return keras.Model(inputs, outputs, name="cnn")
+
+
+def build_model(name: str, input_shape: Sequence[int], num_classes: int, seed: int, **options) -> keras.Model:
+    """Build the model called ``name`` (the ``model.name`` parameter) with its options."""
+    builders = {"cnn": build_cnn}
+    if name not in builders:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(builders)}")
+    return builders[name](input_shape, num_classes, seed=seed, **options)
+
+
+def load_model(path) -> keras.Model:
+    """Load a saved ``.keras`` model, turning a missing or corrupt file into one clear error."""
+    from pathlib import Path
+
+    from train2infer import Train2InferError
+
+    p = Path(path)
+    if not p.is_file():
+        raise Train2InferError(f"model not found: {p}")
+    try:
+        return keras.models.load_model(p, compile=False)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise Train2InferError(f"cannot load model {p}: {first}") from None
+
+
+def clone(model: keras.Model) -> keras.Model:
+    """An independent copy (new layers, same weights): never wrap a model you still use."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy

@@ -1,0 +1,112 @@
+"""Compiling and fitting classifiers under a ``tf.distribute`` strategy, with DVCLive logs."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from train2infer.data import make_dataset, to_float
+
+
+def compile_classifier(model: keras.Model, learning_rate: float) -> keras.Model:
+    """Adam + sparse categorical cross-entropy on logits + accuracy."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    return model
+
+
+class LiveLogger(keras.callbacks.Callback):
+    """Logs every epoch's Keras metrics to a DVCLive ``Live`` (``train/…`` and ``val/…``).
+
+    DVCLive's own Keras callback imports Keras 3; this one stays on tf_keras.
+    """
+
+    def __init__(self, live, prefix: str = ""):
+        super().__init__()
+        self.live = live
+        self.prefix = prefix
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in sorted((logs or {}).items()):
+            split, name = ("val", key[4:]) if key.startswith("val_") else ("train", key)
+            self.live.log_metric(f"{self.prefix}{split}/{name}", float(value))
+        self.live.next_step()
+
+
+def fit_classifier(
+    build: Callable[[], keras.Model],
+    strategy: tf.distribute.Strategy,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    scale_learning_rate: bool,
+    seed: int,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: int = 2,
+) -> tuple[keras.Model, dict]:
+    """Build (inside the strategy's scope), compile and fit a classifier.
+
+    Args:
+        build: Returns a fresh, uncompiled model; called inside ``strategy.scope()``.
+        strategy: Where to train; the global batch is ``batch_size`` x replicas.
+        train: uint8 images and labels to fit.
+        val: uint8 images and labels for per-epoch validation.
+        epochs: Passes over ``train``.
+        batch_size: Per-replica batch size.
+        learning_rate: Learning rate for one replica.
+        scale_learning_rate: Multiply the rate by the replica count (linear scaling rule).
+        seed: Shuffle seed.
+        callbacks: Extra Keras callbacks (e.g. :class:`LiveLogger`, pruning steps).
+        verbose: Keras progress output (2 = one line per epoch).
+
+    Returns:
+        ``(model, info)`` where ``info`` has the replica count, global batch, learning
+        rate, steps per epoch and the Keras history.
+    """
+    replicas = strategy.num_replicas_in_sync
+    global_batch = batch_size * replicas
+    lr = learning_rate * (replicas if scale_learning_rate else 1)
+    with strategy.scope():
+        model = build()
+        compile_classifier(model, lr)
+    train_ds = make_dataset(*train, global_batch, shuffle=True, seed=seed)
+    val_ds = make_dataset(*val, global_batch, shuffle=False, seed=seed)
+    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=list(callbacks), verbose=verbose)
+    info = {
+        "replicas": replicas,
+        "global_batch_size": global_batch,
+        "learning_rate": lr,
+        "steps_per_epoch": int(np.ceil(len(train[0]) / global_batch)),
+        "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+    }
+    return model, info
+
+
+def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
+    """Top-1 accuracy of a logits model on uint8 images (inference mode)."""
+    logits = model.predict(to_float(x), batch_size=batch_size, verbose=0)
+    return float(np.mean(np.argmax(logits, axis=-1) == y))
+
+
+def as_float32(model: keras.Model, build: Callable[[], keras.Model]) -> keras.Model:
+    """A float32 copy of a (possibly mixed-precision) model, for export.
+
+    Args:
+        model: Trained model.
+        build: Builds the same architecture; called with the float32 policy set.
+    """
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+    keras.mixed_precision.set_global_policy("float32")
+    copy = build()
+    copy.set_weights(model.get_weights())
+    return copy
