@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
             staged(args.reports) / "sparsity.json",
             [{"layer": k, "sparsity": round(v, 6)} for k, v in per_kernel.items()],
         )
-        stripped.save(staged(args.model_out), include_optimizer=False)
+        models.save_for_inference(stripped, staged(args.model_out))
     print(f"prune: target {pcfg.final_sparsity}, kernels {min(per_kernel.values()):.3f}.."
           f"{max(per_kernel.values()):.3f}, val accuracy {val_acc:.4f} -> {args.model_out}")
 

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
                     "mixed_precision": int(mixed),
                 }
             )
-        model.save(staged(args.model), include_optimizer=False)
+        models.save_for_inference(model, staged(args.model))
     desc = distribute.describe(strategy)
     print(f"train: {desc['strategy']} x{desc['replicas']}, {tcfg.epochs} epochs in {seconds:.1f}s, "
           f"val accuracy {val_acc:.4f} -> {args.model}")

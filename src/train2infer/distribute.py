@@ -39,8 +39,10 @@ def select_strategy(kind: str = "auto") -> tf.distribute.Strategy:
 
 def describe(strategy: tf.distribute.Strategy) -> dict:
     """Name, replica count and devices of a strategy, for reports."""
-    extended = strategy.extended
-    devices = list(getattr(extended, "worker_devices", ()) or ())
+    try:
+        devices = list(strategy.extended.worker_devices)
+    except RuntimeError:  # the default strategy has no device list: current device
+        devices = [d.name for d in tf.config.list_logical_devices()[:1]]
     return {
         "strategy": type(strategy).__name__,
         "replicas": int(strategy.num_replicas_in_sync),

@@ -105,3 +105,12 @@ def clone(model: keras.Model) -> keras.Model:
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def save_for_inference(model: keras.Model, path) -> None:
+    """Save weights and architecture only (no optimizer state) as a ``.keras`` file.
+
+    The native format has no ``include_optimizer`` switch, so an uncompiled clone is
+    saved; sizes reported for the Keras baseline are therefore weights, not Adam slots.
+    """
+    clone(model).save(path)
