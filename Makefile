@@ -7,6 +7,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export DVC_NO_ANALYTICS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
+# Stage commands in dvc.yaml call `python`: it must be the venv's.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: repro test params clean
 

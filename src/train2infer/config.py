@@ -43,7 +43,7 @@ def _check_range(section, key, value, lo=None, hi=None, lo_open=False, hi_open=F
 
 def _check_choice(section, key, value, choices):
     if value not in choices:
-        _fail(section, key, value, f"is not one of: {', '.join(choices)}")
+        _fail(section, key, value, f"is not one of: {', '.join(map(str, choices))}")
 
 
 @dataclass

@@ -77,4 +77,6 @@ def split_cpu(n: int) -> None:
     Lets ``MirroredStrategy`` run with ``n`` replicas on a CPU-only machine.
     """
     cpu = tf.config.list_physical_devices("CPU")[0]
+    if len(tf.config.get_logical_device_configuration(cpu) or ()) == n:
+        return
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)

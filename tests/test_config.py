@@ -1,0 +1,129 @@
+"""params.yaml is the composition of conf/; every section validates; bad params fail cleanly."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import yaml
+from omegaconf import OmegaConf
+
+from conftest import ROOT, compose, run_stage
+from train2infer import config
+
+
+def test_params_yaml_is_the_composition_of_conf(tmp_path):
+    """dvc repro does not compose: the committed params.yaml must equal what DVC writes."""
+    from dvc.utils.hydra import compose_and_dump
+
+    out = tmp_path / "params.yaml"
+    compose_and_dump(out, str(ROOT / "conf"), None, "config", str(ROOT), [])
+    assert (ROOT / "params.yaml").read_text() == out.read_text(), (
+        "params.yaml is stale: run `make params` and commit it"
+    )
+
+
+def test_every_section_of_the_default_validates():
+    params = config.load_params(ROOT / "params.yaml")
+    for name, schema in config.SECTIONS.items():
+        obj = config.section(params, name)
+        assert isinstance(obj, schema)
+        # conf/ and the schema agree key for key (configs mirror code).
+        assert set(params[name].keys()) == set(config.as_dict(obj).keys()), name
+    assert config.seed(params) == 42
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("prune.final_sparsity=1.0", "prune.final_sparsity"),
+        ("prune.final_sparsity=-0.1", "prune.final_sparsity"),
+        ("prune.initial_sparsity=0.9", "prune.initial_sparsity"),
+        ("prune.frequency=0", "prune.frequency"),
+        ("data.image_size=0", "data.image_size"),
+        ("data.image_size=-3", "data.image_size"),
+        ("data.name=imagenet", "data.name"),
+        ("data.channels=2", "data.channels"),
+        ("model.name=resnet", "model.name"),
+        ("model.dropout=1.0", "model.dropout"),
+        ("train.epochs=0", "train.epochs"),
+        ("train.strategy=tpu", "train.strategy"),
+        ("evaluate.timed_runs=50", "evaluate.timed_runs"),
+        ("+data.colour=red", "data.colour"),
+        ("train.epochs=many", "train.epochs"),
+    ],
+)
+def test_bad_parameter_is_named(override, key):
+    params = compose([override])
+    section = key.split(".")[0]
+    with pytest.raises(config.ConfigError) as err:
+        config.section(params, section)
+    assert key in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_seed_is_named():
+    with pytest.raises(config.ConfigError, match="seed"):
+        config.seed(OmegaConf.create({"seed": -1}))
+
+
+def _write_params(path, overrides):
+    path.write_text(OmegaConf.to_yaml(compose(overrides)))
+
+
+STAGE_ARGS = {
+    "prepare": ["--out", "out/prepared", "--summary", "out/summary.json"],
+    "train": ["--data", "out/prepared", "--model", "out/model.keras", "--reports", "out/train"],
+    "prune": ["--data", "out/prepared", "--model-in", "m.keras", "--model-out", "out/p.keras",
+              "--reports", "out/prune"],
+    "convert": ["--data", "out/prepared", "--trained", "a.keras", "--pruned", "b.keras",
+                "--out", "out/export", "--summary", "out/summary.json"],
+    "evaluate": ["--data", "out/prepared", "--trained", "a.keras", "--export", "out/export",
+                 "--metrics", "out/metrics.json", "--plots", "out/plots"],
+}
+
+
+@pytest.mark.parametrize(
+    "stage, override, key",
+    [
+        ("prepare", "data.image_size=0", "data.image_size"),
+        ("prepare", "data.name=imagenet", "data.name"),
+        ("train", "train.epochs=0", "train.epochs"),
+        ("train", "model.name=resnet", "model.name"),
+        ("prune", "prune.final_sparsity=1.0", "prune.final_sparsity"),
+        ("convert", "convert.float_atol=0", "convert.float_atol"),
+        ("evaluate", "evaluate.num_threads=0", "evaluate.num_threads"),
+    ],
+)
+def test_stage_rejects_bad_param_with_one_line_and_no_outputs(tmp_path, stage, override, key):
+    _write_params(tmp_path / "params.yaml", [override])
+    proc = run_stage(stage, STAGE_ARGS[stage], tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr  # validated before TensorFlow even loads
+    assert lines[0].startswith("error: ") and key in lines[0]
+    assert not (tmp_path / "out").exists()
+    assert not list(tmp_path.glob(".t2i-staging-*"))
+
+
+def test_missing_and_corrupt_params_file(tmp_path):
+    proc = run_stage("prepare", STAGE_ARGS["prepare"], tmp_path)
+    assert proc.returncode == 2 and "params file not found" in proc.stderr
+    (tmp_path / "params.yaml").write_text("data: [unclosed\n")
+    proc = run_stage("prepare", STAGE_ARGS["prepare"], tmp_path)
+    assert proc.returncode == 2 and "not valid YAML" in proc.stderr
+    (tmp_path / "params.yaml").write_text("")
+    proc = run_stage("prepare", STAGE_ARGS["prepare"], tmp_path)
+    assert proc.returncode == 2 and "empty" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_conf_groups_mirror_sections():
+    """One name per concept: conf group = params section = stage/schema name."""
+    groups = {p.name for p in (ROOT / "conf").iterdir() if p.is_dir()}
+    assert groups == set(config.SECTIONS)
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    stages = set(dvc["stages"])
+    assert stages == {"prepare"} | (groups - {"data", "model"})
+    for stage in stages:
+        assert os.path.exists(ROOT / "stages" / f"{stage}.py")

@@ -1,0 +1,88 @@
+"""convert: TFLite matches Keras, Conv+BN+ReLU is fused, sparsity survives conversion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from train2infer import Train2InferError, conversion, data, models, pruning
+
+
+@pytest.fixture(scope="module")
+def tflite_float(trained):
+    return conversion.to_tflite(trained, "float")
+
+
+def test_float_tflite_matches_keras(trained, tflite_float, digits):
+    splits, _ = digits
+    x = data.to_float(splits["test"][0][:40])
+    got = conversion.run_tflite(tflite_float, x)
+    want = trained.predict(x, verbose=0)
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_dynamic_range_tflite_keeps_the_answers(trained, digits):
+    splits, _ = digits
+    x = data.to_float(splits["test"][0])
+    got = conversion.run_tflite(conversion.to_tflite(trained, "dynamic"), x)
+    want = trained.predict(x, verbose=0)
+    agreement = np.mean(np.argmax(got, -1) == np.argmax(want, -1))
+    assert agreement >= 0.95, agreement
+    assert np.max(np.abs(got - want)) > 0  # it really is quantized
+
+
+def test_dynamic_range_skips_tensors_under_1024_elements():
+    """Measured pitfall: a 3x3x1x8 kernel (72 weights) stays float, 3x3x16x16 goes int8."""
+    m = models.build_cnn((12, 12, 1), 3, filters=(8, 16), convs_per_stage=1, dense_units=0, dropout=0)
+    interp = conversion.interpreter(conversion.to_tflite(m, "dynamic"), delegates=False)
+    dtypes = []
+    for op in interp._get_ops_details():
+        if op["op_name"] == "CONV_2D":
+            w = interp.get_tensor(int(op["inputs"][1]))
+            dtypes.append((w.size, w.dtype))
+    assert dtypes == [(72, np.float32), (1152, np.int8)]
+
+
+def test_conv_bn_relu_fuse_into_one_conv_op(trained, tflite_float):
+    ops = conversion.tflite_ops(tflite_float)
+    table = conversion.fusion_table(trained, ops)
+    convs = [r for r in table["ops"] if r["op"] == "CONV_2D"]
+    n_conv = sum(1 for layer in trained.layers if layer.name.endswith("_conv"))
+    assert len(convs) == n_conv
+    for row in convs:
+        stem = row["keras_layers"][0][: -len("_conv")]
+        assert row["keras_layers"] == [f"{stem}_conv", f"{stem}_bn", f"{stem}_relu"]
+    assert not any("BATCH" in op["op"] or op["op"] == "RELU" for op in ops)
+    assert len(ops) < len(conversion.keras_layers(trained))
+    assert table["unmapped"] == [{"layer": "dropout", "reason": "identity at inference"}]
+    # every op is credited with at least one layer
+    assert all(r["keras_layers"] for r in table["ops"])
+
+
+def test_sparsity_is_read_back_from_the_tflite_file(trained):
+    import tf_keras as keras
+
+    m = models.clone(trained)
+    rng = np.random.default_rng(0)
+    for layer in m.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+            w = layer.get_weights()
+            w[0] = w[0] * (rng.random(w[0].shape) > 0.75)
+            layer.set_weights(w)
+    want = pruning.overall_sparsity(m)
+    assert want == pytest.approx(0.75, abs=0.03)
+    assert conversion.tflite_sparsity(conversion.to_tflite(m, "float")) == pytest.approx(want, abs=1e-9)
+    # int8 keeps every zero (symmetric quantization), and may round tiny weights to zero
+    assert conversion.tflite_sparsity(conversion.to_tflite(m, "dynamic")) >= want - 1e-9
+
+
+def test_bad_model_files_fail_clearly(tmp_path):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(Train2InferError, match="not a valid TFLite model.*bad.tflite"):
+        conversion.interpreter(bad)
+    with pytest.raises(Train2InferError, match="not found"):
+        conversion.interpreter(tmp_path / "missing.tflite")
+    (tmp_path / "bad.keras").write_bytes(b"garbage")
+    with pytest.raises(Train2InferError, match="cannot load model.*bad.keras"):
+        models.load_model(tmp_path / "bad.keras")

@@ -1,0 +1,73 @@
+"""prune: TF-MOT reaches its target per kernel; strip keeps predictions; bad schedules fail."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import random_images
+from train2infer import Train2InferError, models, pruning, training
+from train2infer.config import ConfigError
+
+
+def test_schedule_end_lands_on_a_mask_update():
+    begin, end = pruning.schedule_steps(100, 0.1, 0.65, 7)
+    assert begin == 10 and (end - begin) % 7 == 0 and end <= 65 and end > 65 - 7
+
+
+def test_tf_mot_default_frequency_is_refused_on_small_data():
+    # TF-MOT's default frequency=100 would never update masks in 6 epochs x 40 steps x 0.6.
+    with pytest.raises(ConfigError, match="prune.frequency=100 never updates"):
+        pruning.schedule_steps(240, 0.0, 0.3, 100)
+
+
+def _prune(model, x, y, target, frequency=4, epochs=3, batch=16, kind="polynomial_decay"):
+    import tf_keras as keras
+
+    from train2infer import distribute
+
+    steps = epochs * int(np.ceil(len(x) / batch))
+    begin, end = pruning.schedule_steps(steps, 0.0, 0.7, frequency)
+    schedule = pruning.make_schedule(kind, 0.0 if kind == "polynomial_decay" else target, target, begin, end, frequency)
+    keras.utils.set_random_seed(0)
+    wrapped, _ = training.fit_classifier(
+        lambda: pruning.wrap(models.clone(model), schedule),
+        distribute.select_strategy("default"), (x, y), (x[:32], y[:32]),
+        epochs=epochs, batch_size=batch, learning_rate=1e-3, scale_learning_rate=False, seed=0,
+        callbacks=pruning.callbacks(), verbose=0,
+    )
+    return wrapped
+
+
+@pytest.mark.parametrize("target, kind", [(0.5, "polynomial_decay"), (0.85, "polynomial_decay"), (0.7, "constant_sparsity")])
+def test_pruning_reaches_target_on_random_data(target, kind):
+    x = random_images(160, 12)
+    y = np.random.default_rng(0).integers(0, 4, 160)
+    base = models.build_cnn((12, 12, 1), 4, filters=(8, 16), convs_per_stage=1, dense_units=16)
+    before = [w.copy() for w in base.get_weights()]
+    stripped = pruning.strip(_prune(base, x, y, target, kind=kind))
+    per_kernel = pruning.kernel_sparsity(stripped)
+    assert set(per_kernel) == {"s0c0_conv", "s1c0_conv", "hidden", "logits"}
+    for name, s in per_kernel.items():
+        assert abs(s - target) <= 0.01, (name, s)
+    pruning.check_sparsity(per_kernel, target, 0.01)
+    # the wrapped copy never touched the original model's weights
+    assert all(np.array_equal(a, b) for a, b in zip(before, base.get_weights()))
+
+
+def test_stripped_model_predicts_like_the_pruned_one():
+    x = random_images(96, 12, seed=1)
+    y = np.random.default_rng(1).integers(0, 3, 96)
+    base = models.build_cnn((12, 12, 1), 3, filters=(8,), convs_per_stage=1, dense_units=8)
+    wrapped = _prune(base, x, y, 0.6, epochs=2)
+    stripped = pruning.strip(wrapped)
+    xf = x.astype(np.float32) / 255
+    np.testing.assert_allclose(stripped.predict(xf, verbose=0), wrapped.predict(xf, verbose=0), atol=1e-5)
+    assert len(stripped.layers) == len(base.layers)
+    assert not any("prune_low_magnitude" in layer.name for layer in stripped.layers)
+
+
+def test_check_sparsity_names_every_kernel_that_missed():
+    with pytest.raises(Train2InferError, match=r"conv_a=0\.500.*dense_b=0\.700"):
+        pruning.check_sparsity({"conv_a": 0.5, "ok": 0.795, "dense_b": 0.7}, 0.8, 0.01)
+    pruning.check_sparsity({"ok": 0.79}, 0.8, 0.01)
