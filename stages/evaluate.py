@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--plots", required=True)
     args = ap.parse_args(argv)
 
-    params = config.load_params(args.params)
+    params = config.load_checked(args.params)
     cfg = config.section(params, "evaluate")
 
     from train2infer import data

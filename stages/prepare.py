@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--summary", required=True, help="summary JSON")
     args = ap.parse_args(argv)
 
-    params = config.load_params(args.params)
+    params = config.load_checked(args.params)
     cfg = config.section(params, "data")
     seed = config.seed(params)
 

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reports", required=True)
     args = ap.parse_args(argv)
 
-    params = config.load_params(args.params)
+    params = config.load_checked(args.params)
     pcfg = config.section(params, "prune")
     tcfg = config.section(params, "train")
     seed = config.seed(params)

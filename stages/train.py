@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reports", required=True, help="DVCLive folder")
     args = ap.parse_args(argv)
 
-    params = config.load_params(args.params)
+    params = config.load_checked(args.params)
     mcfg = config.section(params, "model")
     tcfg = config.section(params, "train")
     seed = config.seed(params)

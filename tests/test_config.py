@@ -127,3 +127,44 @@ def test_conf_groups_mirror_sections():
     assert stages == {"prepare"} | (groups - {"data", "model"})
     for stage in stages:
         assert os.path.exists(ROOT / "stages" / f"{stage}.py")
+
+
+def test_any_stage_refuses_a_bad_value_in_another_section_before_work(tmp_path):
+    """prepare fails on a bad prune value: the first stage to run stops a doomed pipeline."""
+    _write_params(tmp_path / "params.yaml", ["prune.final_sparsity=1.5"])
+    proc = run_stage("prepare", STAGE_ARGS["prepare"], tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["error: params: prune.final_sparsity=1.5 must be < 1"]
+    assert not (tmp_path / "out").exists()
+
+
+def _library_imports(path, seen=None):
+    """train2infer modules a file imports, transitively (AST, no execution)."""
+    import ast
+
+    seen = set() if seen is None else seen
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("train2infer"):
+            if node.module == "train2infer":
+                names = [a.name for a in node.names]
+            else:
+                names = [node.module.split(".")[1]]
+        for name in names:
+            mod = ROOT / "src" / "train2infer" / f"{name}.py"
+            if mod.is_file() and name not in seen:
+                seen.add(name)
+                _library_imports(mod, seen)
+    return seen
+
+
+def test_dvc_deps_list_every_library_module_a_stage_uses():
+    """A stage whose code changes must re-run: dvc.yaml deps = script + modules it imports."""
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    plumbing = {"cli"}  # argument parsing and error printing: does not shape outputs
+    for name, stage in dvc["stages"].items():
+        script = ROOT / "stages" / f"{name}.py"
+        deps = {d for d in stage["deps"] if d.startswith("src/")}
+        used = {f"src/train2infer/{m}.py" for m in _library_imports(script) - plumbing}
+        assert f"stages/{name}.py" in stage["deps"]
+        assert deps == used, f"{name}: missing {sorted(used - deps)}, unused {sorted(deps - used)}"

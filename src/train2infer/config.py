@@ -221,6 +221,23 @@ def section(params: DictConfig | dict, name: str):
     return obj
 
 
+def load_checked(path: str | Path = "params.yaml") -> DictConfig:
+    """Read ``params.yaml`` and validate every section and the seed.
+
+    Stages call this first: whichever stage runs first refuses a bad value anywhere in
+    the file before any work is done (``dvc exp run -S train.epochs=50 -S
+    prune.final_sparsity=1.0`` fails at once, not after training).
+
+    Raises:
+        ConfigError: On the first bad value found.
+    """
+    params = load_params(path)
+    for name in SECTIONS:
+        section(params, name)
+    seed(params)
+    return params
+
+
 def seed(params: DictConfig | dict) -> int:
     """The global ``seed``, checked to be a non-negative integer."""
     value = params.get("seed") if params is not None else None
