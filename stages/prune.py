@@ -1,6 +1,7 @@
 """prune: TF-MOT magnitude pruning of the trained model, fine-tuning, strip.
 
-Reads:   params.yaml (sections ``prune``, ``train`` for the device strategy, ``seed``);
+Reads:   params.yaml (sections ``prune``, ``train`` for the device strategy and
+         determinism, ``seed``);
          --data prepared folder; --model-in trained ``.keras``.
 Writes:  --model-out stripped ``.keras`` file (zeros in place, no wrappers); --reports
          folder with DVCLive fine-tuning metrics, ``metrics.json`` (achieved sparsity,
@@ -40,14 +41,17 @@ def main(argv: list[str] | None = None) -> None:
 
     train_xy = data.load_prepared(args.data, "train")
     val_xy = data.load_prepared(args.data, "val")
+    import tensorflow as tf
     import tf_keras as keras
     from dvclive import Live
 
     from train2infer import distribute, models, training
 
+    strategy = distribute.select_strategy(tcfg.strategy)  # first TF call (multi-worker needs it)
+    if tcfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(seed)
     models.load_model(args.model_in)  # fail fast, before any work, on a bad file
-    strategy = distribute.select_strategy(tcfg.strategy)
     global_batch = pcfg.batch_size * strategy.num_replicas_in_sync
     total = pcfg.epochs * math.ceil(len(train_xy[0]) / global_batch)
     begin, end = pruning.schedule_steps(total, pcfg.begin_fraction, pcfg.end_fraction, pcfg.frequency)
@@ -59,7 +63,8 @@ def main(argv: list[str] | None = None) -> None:
         # A fresh load each time: the wrapper shares layers with the model it wraps.
         return pruning.wrap(models.load_model(args.model_in), schedule)
 
-    with publish(args.model_out, args.reports) as staged:
+    chief = distribute.is_chief(strategy)
+    with publish(args.model_out, args.reports, keep=chief) as staged:
         with Live(dir=str(staged(args.reports)), dvcyaml=None, save_dvc_exp=False) as live:
             wrapped, info = training.fit_classifier(
                 build,
@@ -93,8 +98,9 @@ def main(argv: list[str] | None = None) -> None:
             [{"layer": k, "sparsity": round(v, 6)} for k, v in per_kernel.items()],
         )
         models.save_for_inference(stripped, staged(args.model_out))
-    print(f"prune: target {pcfg.final_sparsity}, kernels {min(per_kernel.values()):.3f}.."
-          f"{max(per_kernel.values()):.3f}, val accuracy {val_acc:.4f} -> {args.model_out}")
+    if chief:
+        print(f"prune: target {pcfg.final_sparsity}, kernels {min(per_kernel.values()):.3f}.."
+              f"{max(per_kernel.values()):.3f}, val accuracy {val_acc:.4f} -> {args.model_out}")
 
 
 if __name__ == "__main__":

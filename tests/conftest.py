@@ -107,3 +107,56 @@ def run_stage(name: str, args: list[str], cwd: Path, timeout: int = 600):
 
 def random_images(n: int, size: int, channels: int = 1, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=(n, size, size, channels), dtype=np.uint8)
+
+
+def tool_env() -> dict:
+    """Environment for real dvc/git runs: the venv's python first on PATH, a git identity."""
+    bin_dir = str(Path(sys.executable).parent)
+    return dict(
+        os.environ,
+        PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""),
+        DVC_NO_ANALYTICS="1",
+        GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.invalid",
+        GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.invalid",
+    )
+
+
+def _tool(cmd: list[str], cwd: Path, check: bool = True):
+    import subprocess
+
+    proc = subprocess.run(cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
+    return proc
+
+
+def dvc(*args: str, cwd: Path, check: bool = True):
+    """Run the real dvc CLI of this environment."""
+    return _tool([sys.executable, "-m", "dvc", *args], cwd, check)
+
+
+def git(*args: str, cwd: Path, check: bool = True):
+    return _tool(["git", *args], cwd, check)
+
+
+def make_project(dst: Path, overrides: list[str]) -> Path:
+    """Copy the git-tracked project to ``dst``, compose params.yaml with ``overrides``
+    (as DVC does), and commit it in a fresh git repository."""
+    import shutil
+    import subprocess
+
+    from dvc.utils.hydra import compose_and_dump
+
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    for rel in filter(None, files.split("\0")):
+        src = ROOT / rel
+        if src.is_file():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / rel)
+    compose_and_dump(dst / "params.yaml", str(dst / "conf"), None, "config", str(dst), list(overrides))
+    git("init", "-q", cwd=dst)
+    git("add", "-A", cwd=dst)
+    git("commit", "-qm", "project", cwd=dst)
+    return dst

@@ -73,7 +73,8 @@ def _write_params(path, overrides):
 
 STAGE_ARGS = {
     "prepare": ["--out", "out/prepared", "--summary", "out/summary.json"],
-    "train": ["--data", "out/prepared", "--model", "out/model.keras", "--reports", "out/train"],
+    "train": ["--data", "out/prepared", "--model", "out/model.keras", "--reports", "out/train",
+              "--backup", "out/backup"],
     "prune": ["--data", "out/prepared", "--model-in", "m.keras", "--model-out", "out/p.keras",
               "--reports", "out/prune"],
     "convert": ["--data", "out/prepared", "--trained", "a.keras", "--pruned", "b.keras",

@@ -3,41 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, dvc, git, make_project
 from train2infer import reporting
 
 VARIANTS = ("trained_keras", "trained_tflite_float", "trained_tflite_int8", "pruned_tflite_float", "pruned_tflite_int8")
-
-
-def _env():
-    bin_dir = str(Path(sys.executable).parent)
-    return dict(
-        os.environ,
-        PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""),
-        DVC_NO_ANALYTICS="1",
-        GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.invalid",
-        GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.invalid",
-    )
-
-
-def _run(cmd, cwd, check=True):
-    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
-
-
-def _dvc(*args, cwd, check=True):
-    return _run([sys.executable, "-m", "dvc", *args], cwd, check)
 
 
 def _ran(output: str) -> list[str]:
@@ -47,22 +20,10 @@ def _ran(output: str) -> list[str]:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     """A copy of the tracked project with tiny params, committed, after one `dvc repro`."""
-    from dvc.utils.hydra import compose_and_dump
-
-    dst = tmp_path_factory.mktemp("e2e") / "proj"
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    for rel in filter(None, files.split("\0")):
-        src = ROOT / rel
-        if src.is_file():
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / rel)
-    compose_and_dump(dst / "params.yaml", str(dst / "conf"), None, "config", str(dst), TINY)
-    _run(["git", "init", "-q"], dst)
-    _run(["git", "add", "-A"], dst)
-    _run(["git", "commit", "-qm", "tiny"], dst)
-    first = _dvc("repro", cwd=dst)
-    _run(["git", "add", "-A"], dst)
-    _run(["git", "commit", "-qm", "repro"], dst)
+    dst = make_project(tmp_path_factory.mktemp("e2e") / "proj", TINY)
+    first = dvc("repro", cwd=dst)
+    git("add", "-A", cwd=dst)
+    git("commit", "-qm", "repro", cwd=dst)
     return dst, first.stdout
 
 
@@ -104,7 +65,7 @@ def test_repro_runs_every_stage_and_writes_every_output(repo):
 @pytest.mark.slow
 def test_second_repro_runs_nothing(repo):
     dst, _ = repo
-    out = _dvc("repro", cwd=dst).stdout
+    out = dvc("repro", cwd=dst).stdout
     assert _ran(out) == []
     assert "didn't change" in out or "up to date" in out
 
@@ -113,12 +74,12 @@ def test_second_repro_runs_nothing(repo):
 def test_exp_run_reruns_only_downstream_of_prune_and_shows_metrics(repo):
     dst, _ = repo
     overrides = [a for o in TINY + ["prune.final_sparsity=0.5"] for a in ("-S", o)]
-    out = _dvc("exp", "run", *overrides, cwd=dst).stdout
+    out = dvc("exp", "run", *overrides, cwd=dst).stdout
     assert _ran(out) == ["prune", "convert", "evaluate"]
     metrics = json.loads((dst / "reports" / "metrics.json").read_text())
     assert abs(metrics["variants"]["pruned_tflite_float"]["sparsity"] - 0.5) <= 0.01
 
-    shown = json.loads(_dvc("exp", "show", "--json", cwd=dst).stdout)
+    shown = json.loads(dvc("exp", "show", "--json", cwd=dst).stdout)
     exps = [e for rev in shown for e in (rev.get("experiments") or [])]
     assert exps, "dvc exp show lists no experiment"
     data = exps[0]["revs"][0]["data"]
@@ -126,7 +87,7 @@ def test_exp_run_reruns_only_downstream_of_prune_and_shows_metrics(repo):
     shown_metrics = data["metrics"]["reports/metrics.json"]["data"]
     assert shown_metrics["variants"]["pruned_tflite_int8"]["accuracy"] == metrics["variants"]["pruned_tflite_int8"]["accuracy"]
 
-    diff = _dvc("metrics", "diff", "--json", cwd=dst).stdout
+    diff = dvc("metrics", "diff", "--json", cwd=dst).stdout
     assert "variants.pruned_tflite_float.sparsity" in json.loads(diff)["reports/metrics.json"]
-    html = _dvc("plots", "show", "-o", str(dst / "plots_out"), cwd=dst)
+    html = dvc("plots", "show", "-o", str(dst / "plots_out"), cwd=dst)
     assert (dst / "plots_out" / "index.html").stat().st_size > 0, html.stderr

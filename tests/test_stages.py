@@ -33,7 +33,7 @@ def _assert_clean_failure(proc, wd, *needles):
 
 
 def test_train_on_missing_prepared_data(workdir):
-    proc = run_stage("train", ["--data", "nowhere", "--model", "out/m.keras", "--reports", "out/r"], workdir)
+    proc = run_stage("train", ["--data", "nowhere", "--model", "out/m.keras", "--reports", "out/r", "--backup", "out/b"], workdir)
     _assert_clean_failure(proc, workdir, "nowhere")
 
 
@@ -42,7 +42,7 @@ def test_train_on_corrupt_prepared_data(workdir, tmp_path):
     bad.mkdir()
     (bad / "meta.json").write_text((workdir / "prepared" / "meta.json").read_text())
     (bad / "train.npz").write_bytes(b"PK\x03\x04 truncated")
-    proc = run_stage("train", ["--data", str(bad), "--model", "out/m.keras", "--reports", "out/r"], workdir)
+    proc = run_stage("train", ["--data", str(bad), "--model", "out/m.keras", "--reports", "out/r", "--backup", "out/b"], workdir)
     _assert_clean_failure(proc, workdir, "corrupt", "train.npz")
 
 

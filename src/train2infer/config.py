@@ -22,7 +22,7 @@ from train2infer import Train2InferError
 
 DATA_SOURCES = ("digits",)
 MODELS = ("cnn",)
-STRATEGIES = ("auto", "default", "mirrored")
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 PRUNE_SCHEDULES = ("polynomial_decay", "constant_sparsity")
 
 
@@ -100,6 +100,8 @@ class TrainConfig:
     learning_rate: float = 0.002
     strategy: str = "auto"
     mixed_precision: bool = False
+    jit_compile: bool = False
+    deterministic: bool = True
     scale_learning_rate: bool = True
 
     def check(self) -> None:

@@ -187,4 +187,7 @@ def make_dataset(
     if shuffle:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    # In-memory data has no files to shard: multi-worker training shards by element.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import tensorflow as tf
 
@@ -17,11 +18,21 @@ def select_strategy(kind: str = "auto") -> tf.distribute.Strategy:
             ``OneDeviceStrategy`` on it, no GPU -> the default (CPU) strategy.
             ``default``: no distribution. ``mirrored``: ``MirroredStrategy`` over all GPUs,
             or over all logical CPU devices when there is no GPU (how the GPU path is
-            exercised on a CPU-only machine).
+            exercised on a CPU-only machine). ``multi_worker``:
+            ``MultiWorkerMirroredStrategy`` over the cluster in ``TF_CONFIG`` (each worker
+            runs the same program; create it before TensorFlow runs any op).
 
     Returns:
         The strategy; ``strategy.num_replicas_in_sync`` tells the replica count.
     """
+    # Before anything else: listing devices starts the runtime, and collectives must be
+    # configured before it starts.
+    if kind == "multi_worker":
+        if not os.environ.get("TF_CONFIG"):
+            from train2infer.config import ConfigError
+
+            raise ConfigError("params: train.strategy='multi_worker' needs the TF_CONFIG environment variable")
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if kind == "default":
         return tf.distribute.get_strategy()
@@ -43,12 +54,38 @@ def describe(strategy: tf.distribute.Strategy) -> dict:
         devices = list(strategy.extended.worker_devices)
     except RuntimeError:  # the default strategy has no device list: current device
         devices = [d.name for d in tf.config.list_logical_devices()[:1]]
+    name = "default"
+    public = (  # tf.distribute's names (classes may report internal ones)
+        (tf.distribute.MultiWorkerMirroredStrategy, "MultiWorkerMirroredStrategy"),
+        (tf.distribute.MirroredStrategy, "MirroredStrategy"),
+        (tf.distribute.OneDeviceStrategy, "OneDeviceStrategy"),
+    )
+    for cls, public_name in public:
+        if isinstance(strategy, cls):
+            name = public_name
+            break
     return {
-        "strategy": type(strategy).__name__,
+        "strategy": name,
         "replicas": int(strategy.num_replicas_in_sync),
         "devices": devices,
         "gpus_visible": len(tf.config.list_logical_devices("GPU")),
     }
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True on the one process that should write outputs.
+
+    Single-process strategies: always. Multi-worker: the ``chief`` task, or worker 0
+    when the cluster has no chief (TensorFlow's convention).
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)():
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "worker" and task_id == 0 and not has_chief
 
 
 def use_mixed_precision(requested: bool) -> bool:

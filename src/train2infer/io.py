@@ -19,11 +19,13 @@ from train2infer import Train2InferError
 
 
 @contextlib.contextmanager
-def publish(*outputs: str | os.PathLike) -> Iterator[Callable[[str | os.PathLike], Path]]:
+def publish(*outputs: str | os.PathLike, keep: bool = True) -> Iterator[Callable[[str | os.PathLike], Path]]:
     """Stage outputs in a scratch folder and move them into place on success.
 
     Args:
         *outputs: Final paths (files or folders) the block will produce.
+        keep: False to discard everything written (a non-chief worker in multi-worker
+            training writes like the chief, as TensorFlow requires, but publishes nothing).
 
     Yields:
         A function mapping one of ``outputs`` to the scratch path to write instead.
@@ -53,6 +55,8 @@ def publish(*outputs: str | os.PathLike) -> Iterator[Callable[[str | os.PathLike
     try:
         yield staged_path
         missing = [str(f) for f, s in mapping.items() if not s.exists()]
+        if not keep:
+            return
         if missing:
             raise Train2InferError(f"stage did not write its declared outputs: {', '.join(missing)}")
         for final, staged in mapping.items():

@@ -57,3 +57,27 @@ def tradeoff_points(metrics: dict) -> list[dict]:
         }
         for name, v in metrics["variants"].items()
     ]
+
+
+TABLE_COLUMNS = (
+    ("accuracy", "accuracy", "{:.4f}"),
+    ("p50 ms", "latency_p50_ms", "{:.3f}"),
+    ("p90 ms", "latency_p90_ms", "{:.3f}"),
+    ("p99 ms", "latency_p99_ms", "{:.3f}"),
+    ("size B", "size_bytes", "{:,}"),
+    ("gzip B", "gzip_bytes", "{:,}"),
+    ("sparsity", "sparsity", "{:.3f}"),
+    ("speedup p50", "speedup_p50", "{:.2f}x"),
+    ("gzip ratio", "gzip_ratio", "{:.2f}x"),
+)
+
+
+def markdown_table(metrics: dict, columns=TABLE_COLUMNS) -> str:
+    """The variants of ``metrics.json`` as a Markdown table (one row per variant)."""
+    head = "| variant | " + " | ".join(title for title, _, _ in columns) + " |"
+    rule = "|---" * (len(columns) + 1) + "|"
+    rows = [
+        f"| {name} | " + " | ".join(fmt.format(v[key]) for _, key, fmt in columns) + " |"
+        for name, v in metrics["variants"].items()
+    ]
+    return "\n".join([head, rule, *rows])

@@ -11,12 +11,13 @@ import tf_keras as keras
 from train2infer.data import make_dataset, to_float
 
 
-def compile_classifier(model: keras.Model, learning_rate: float) -> keras.Model:
-    """Adam + sparse categorical cross-entropy on logits + accuracy."""
+def compile_classifier(model: keras.Model, learning_rate: float, jit_compile: bool = False) -> keras.Model:
+    """Adam + sparse categorical cross-entropy on logits + accuracy (optionally XLA)."""
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=jit_compile,
     )
     return model
 
@@ -24,6 +25,10 @@ def compile_classifier(model: keras.Model, learning_rate: float) -> keras.Model:
 class LiveLogger(keras.callbacks.Callback):
     """Logs every epoch's Keras metrics to a DVCLive ``Live`` (``train/…`` and ``val/…``).
 
+    The DVCLive step is the epoch number. When training resumes at epoch ``k`` (after
+    ``BackupAndRestore`` restored a checkpoint), rows logged for epochs ``>= k`` by the
+    interrupted run are dropped first, so the curves have one row per epoch, no gap and
+    no duplicate; ``resumed_from_epoch`` records ``k`` (0 for a fresh start).
     DVCLive's own Keras callback imports Keras 3; this one stays on tf_keras.
     """
 
@@ -31,12 +36,73 @@ class LiveLogger(keras.callbacks.Callback):
         super().__init__()
         self.live = live
         self.prefix = prefix
+        self.resumed_from_epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.resumed_from_epoch is None:
+            self.resumed_from_epoch = int(epoch)
+            truncate_live(self.live, epoch)
 
     def on_epoch_end(self, epoch, logs=None):
+        self.live.step = int(epoch)
         for key, value in sorted((logs or {}).items()):
             split, name = ("val", key[4:]) if key.startswith("val_") else ("train", key)
             self.live.log_metric(f"{self.prefix}{split}/{name}", float(value))
-        self.live.next_step()
+        self.live.make_summary()
+
+
+def truncate_live(live, step: int) -> None:
+    """Drop DVCLive plot rows with ``step >= step`` and set the live step to ``step``."""
+    from pathlib import Path
+
+    for tsv in Path(live.plots_dir).rglob("*.tsv"):
+        lines = tsv.read_text().splitlines(keepends=True)
+        if not lines:
+            continue
+        header, rows = lines[0], lines[1:]
+        col = header.rstrip("\n").split("\t").index("step")
+        kept = [r for r in rows if int(r.split("\t")[col]) < step]
+        tsv.write_text(header + "".join(kept))
+    live.step = step
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Wall time of every epoch (the first includes graph tracing)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+        self._t0 = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        import time
+
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        import time
+
+        self.seconds.append(time.perf_counter() - self._t0)
+
+
+def throughput(epoch_seconds: Sequence[float], images_per_epoch: int, replicas: int) -> dict:
+    """Steady-state training throughput from epoch times.
+
+    The first timed epoch (graph tracing, cache filling) is left out when there are more.
+
+    Returns:
+        ``images_per_second`` (all replicas), ``images_per_second_per_replica``,
+        ``epochs_timed``, ``median_epoch_seconds``.
+    """
+    times = list(epoch_seconds[1:] if len(epoch_seconds) > 1 else epoch_seconds)
+    median = float(np.median(times))
+    ips = images_per_epoch / median
+    return {
+        "images_per_second": round(ips, 1),
+        "images_per_second_per_replica": round(ips / replicas, 1),
+        "epochs_timed": len(times),
+        "median_epoch_seconds": round(median, 4),
+    }
 
 
 def fit_classifier(
@@ -51,6 +117,7 @@ def fit_classifier(
     scale_learning_rate: bool,
     seed: int,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    jit_compile: bool = False,
     verbose: int = 2,
 ) -> tuple[keras.Model, dict]:
     """Build (inside the strategy's scope), compile and fit a classifier.
@@ -65,7 +132,9 @@ def fit_classifier(
         learning_rate: Learning rate for one replica.
         scale_learning_rate: Multiply the rate by the replica count (linear scaling rule).
         seed: Shuffle seed.
-        callbacks: Extra Keras callbacks (e.g. :class:`LiveLogger`, pruning steps).
+        callbacks: Extra Keras callbacks (e.g. :class:`LiveLogger`, pruning steps,
+            ``BackupAndRestore``), called in this order.
+        jit_compile: XLA-compile the train step.
         verbose: Keras progress output (2 = one line per epoch).
 
     Returns:
@@ -77,7 +146,7 @@ def fit_classifier(
     lr = learning_rate * (replicas if scale_learning_rate else 1)
     with strategy.scope():
         model = build()
-        compile_classifier(model, lr)
+        compile_classifier(model, lr, jit_compile=jit_compile)
     train_ds = make_dataset(*train, global_batch, shuffle=True, seed=seed)
     val_ds = make_dataset(*val, global_batch, shuffle=False, seed=seed)
     history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=list(callbacks), verbose=verbose)
@@ -110,3 +179,16 @@ def as_float32(model: keras.Model, build: Callable[[], keras.Model]) -> keras.Mo
     copy = build()
     copy.set_weights(model.get_weights())
     return copy
+
+
+def run_key(settings: dict) -> str:
+    """A short stable hash of everything that defines a training run.
+
+    A backup is resumed only by a run with the same key, so a changed parameter never
+    continues from another run's weights.
+    """
+    import hashlib
+    import json
+
+    blob = json.dumps(settings, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
