@@ -33,7 +33,12 @@ TINY = [
     "prune.frequency=5",
     "convert.check_images=20",
     "evaluate.warmup_runs=5",
-    "evaluate.timed_runs=200",
+    "evaluate.min_runs=200",
+    "evaluate.min_seconds=0",
+    "evaluate.runs_per_round=20",
+    "evaluate.threads=[1]",
+    "evaluate.batch_sizes=[1,4]",
+    "evaluate.throughput_seconds=0.05",
 ]
 
 

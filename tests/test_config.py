@@ -48,7 +48,9 @@ def test_every_section_of_the_default_validates():
         ("model.dropout=1.0", "model.dropout"),
         ("train.epochs=0", "train.epochs"),
         ("train.strategy=tpu", "train.strategy"),
-        ("evaluate.timed_runs=50", "evaluate.timed_runs"),
+        ("evaluate.min_runs=50", "evaluate.min_runs"),
+        ("evaluate.threads=[-1]", "evaluate.threads[0]"),
+        ("evaluate.batch_sizes=[]", "evaluate.batch_sizes"),
         ("+data.colour=red", "data.colour"),
         ("train.epochs=many", "train.epochs"),
     ],
@@ -79,7 +81,7 @@ STAGE_ARGS = {
               "--reports", "out/prune"],
     "convert": ["--data", "out/prepared", "--trained", "a.keras", "--pruned", "b.keras",
                 "--out", "out/export", "--summary", "out/summary.json"],
-    "evaluate": ["--data", "out/prepared", "--trained", "a.keras", "--export", "out/export",
+    "evaluate": ["--data", "out/prepared", "--trained", "a.keras", "--pruned", "b.keras", "--export", "out/export",
                  "--metrics", "out/metrics.json", "--plots", "out/plots"],
 }
 
@@ -93,7 +95,7 @@ STAGE_ARGS = {
         ("train", "model.name=resnet", "model.name"),
         ("prune", "prune.final_sparsity=1.0", "prune.final_sparsity"),
         ("convert", "convert.float_atol=0", "convert.float_atol"),
-        ("evaluate", "evaluate.num_threads=0", "evaluate.num_threads"),
+        ("evaluate", "evaluate.cv_threshold=0", "evaluate.cv_threshold"),
     ],
 )
 def test_stage_rejects_bad_param_with_one_line_and_no_outputs(tmp_path, stage, override, key):
@@ -125,7 +127,8 @@ def test_conf_groups_mirror_sections():
     assert groups == set(config.SECTIONS)
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     stages = set(dvc["stages"])
-    assert stages == {"prepare"} | (groups - {"data", "model"})
+    # data and model are read by prepare and train; report has no knobs
+    assert stages == {"prepare", "report"} | (groups - {"data", "model"})
     for stage in stages:
         assert os.path.exists(ROOT / "stages" / f"{stage}.py")
 
@@ -140,12 +143,16 @@ def test_any_stage_refuses_a_bad_value_in_another_section_before_work(tmp_path):
 
 
 def _library_imports(path, seen=None):
-    """train2infer modules a file imports, transitively (AST, no execution)."""
+    """train2infer modules a file imports or runs (``python -m train2infer.x``),
+    transitively (AST, no execution)."""
     import ast
+    import re
 
     seen = set() if seen is None else seen
     for node in ast.walk(ast.parse(path.read_text())):
         names = []
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names = re.findall(r"^train2infer\.(\w+)$", node.value)
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("train2infer"):
             if node.module == "train2infer":
                 names = [a.name for a in node.names]

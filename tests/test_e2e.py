@@ -8,6 +8,7 @@ import re
 import pytest
 
 from conftest import ROOT, TINY, dvc, git, make_project
+from test_report import check_report
 from train2infer import reporting
 
 VARIANTS = ("trained_keras", "trained_tflite_float", "trained_tflite_int8", "pruned_tflite_float", "pruned_tflite_int8")
@@ -30,7 +31,7 @@ def repo(tmp_path_factory):
 @pytest.mark.slow
 def test_repro_runs_every_stage_and_writes_every_output(repo):
     dst, out = repo
-    assert _ran(out) == ["prepare", "train", "prune", "convert", "evaluate"]
+    assert _ran(out) == ["prepare", "train", "prune", "convert", "evaluate", "report"]
     for split in ("train", "val", "test"):
         assert (dst / "data" / "prepared" / f"{split}.npz").stat().st_size > 0
     assert (dst / "models" / "trained.keras").is_file() and (dst / "models" / "pruned.keras").is_file()
@@ -48,6 +49,8 @@ def test_repro_runs_every_stage_and_writes_every_output(repo):
         assert 0 <= row["accuracy"] <= 1 and row["latency_p50_ms"] > 0 and row["gzip_bytes"] > 0
     assert metrics["variants"]["trained_keras"]["speedup_p50"] == 1.0
     assert metrics["variants"]["pruned_tflite_float"]["sparsity"] >= 0.79  # default target 0.8
+    assert metrics["headline"]["baseline_accuracy"] == metrics["variants"]["trained_keras"]["accuracy"]
+    assert metrics["machine"]["peak_gflops_float32"] > 0 and metrics["machine"]["peak_gops_int8"] > 0
 
     train = json.loads((dst / "reports" / "train" / "metrics.json").read_text())
     assert train["step"] == 2  # epochs=3 -> steps 0..2
@@ -57,6 +60,7 @@ def test_repro_runs_every_stage_and_writes_every_output(repo):
     assert summary["trained"]["tflite"]["float"]["ops"] < summary["trained"]["keras_layers"]
     assert summary["trained"]["tflite"]["float"]["max_abs_diff"] <= 1e-4
     assert json.loads((dst / "reports" / "evaluate" / "tradeoff.json").read_text())
+    check_report(dst / "reports", metrics)
     assert not list(dst.glob(".t2i-staging-*"))
     # DVCLive must not have edited the root dvc.yaml
     assert (dst / "dvc.yaml").read_text() == (ROOT / "dvc.yaml").read_text()
@@ -75,7 +79,7 @@ def test_exp_run_reruns_only_downstream_of_prune_and_shows_metrics(repo):
     dst, _ = repo
     overrides = [a for o in TINY + ["prune.final_sparsity=0.5"] for a in ("-S", o)]
     out = dvc("exp", "run", *overrides, cwd=dst).stdout
-    assert _ran(out) == ["prune", "convert", "evaluate"]
+    assert _ran(out) == ["prune", "convert", "evaluate", "report"]
     metrics = json.loads((dst / "reports" / "metrics.json").read_text())
     assert abs(metrics["variants"]["pruned_tflite_float"]["sparsity"] - 0.5) <= 0.01
 

@@ -54,7 +54,7 @@ def test_convert_on_corrupt_model(workdir):
 
 
 def test_evaluate_on_missing_export(workdir):
-    args = ["--data", "prepared", "--trained", "trained.keras", "--export", "no_export",
+    args = ["--data", "prepared", "--trained", "trained.keras", "--pruned", "trained.keras", "--export", "no_export",
             "--metrics", "out/metrics.json", "--plots", "out/plots"]
     _assert_clean_failure(run_stage("evaluate", args, workdir), workdir, "no_export")
 

@@ -1,9 +1,19 @@
-"""Latency and size measurement.
+"""Latency, throughput, work and size measurement.
 
-Latency is batch-1, single-stream: a fixed number of untimed warm-up calls, then at least
-200 timed calls, each timed on its own with ``time.perf_counter_ns``; reported as
-percentiles (p50/p90/p99) plus mean and standard deviation, in milliseconds. The call
-timed is the whole inference a user makes: input in, output read back as NumPy.
+Method (MLPerf-style single-stream and offline scenarios):
+
+- *Latency* is batch-1: untimed warm-up calls, then individually timed calls
+  (``time.perf_counter_ns``) of the whole inference a user makes: input in, output read
+  back as NumPy. Variants are measured **interleaved**: in rounds, each variant runs a
+  block of calls, and the order rotates every round, so a noisy neighbour or a frequency
+  change hits every variant alike. Rounds continue until every variant has at least the
+  minimum number of runs and of timed seconds. Reported: p50/p90/p99, mean, std and the
+  coefficient of variation (std / mean).
+- *Throughput* (offline) is images/s at each batch size of a sweep, over a time-bounded
+  loop after warm-up.
+- *Work* is counted from the model's layers (multiply-adds of Conv2D, DepthwiseConv2D and
+  Dense), dense and sparsity-aware; *peak* is a float32 and an int8 matmul microbenchmark
+  on the same runtime and thread count.
 """
 
 from __future__ import annotations
@@ -60,8 +70,169 @@ def latency(call: Callable[[], object], warmup_runs: int, timed_runs: int) -> di
     }
 
 
+def summarize(samples_ms) -> dict:
+    """p50/p90/p99, mean, std and coefficient of variation of latency samples (ms)."""
+    ms = np.asarray(samples_ms, dtype=np.float64)
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    mean = float(ms.mean())
+    return {
+        "p50_ms": float(p50),
+        "p90_ms": float(p90),
+        "p99_ms": float(p99),
+        "mean_ms": mean,
+        "std_ms": float(ms.std()),
+        "cv": float(ms.std() / mean) if mean > 0 else 0.0,
+        "runs": int(ms.size),
+    }
+
+
+def interleaved_latency(
+    calls: dict[str, Callable[[], object]],
+    warmup_runs: int,
+    min_runs: int,
+    min_seconds: float,
+    runs_per_round: int,
+) -> dict[str, dict]:
+    """Batch-1 latency of several variants, measured in rotating interleaved rounds.
+
+    Args:
+        calls: Variant name -> one inference.
+        warmup_runs: Untimed calls per variant before the first round.
+        min_runs: Rounds continue until every variant has this many timed calls ...
+        min_seconds: ... and the rounds have lasted this long in all.
+        runs_per_round: Calls per variant per round.
+
+    Returns:
+        Variant name -> :func:`summarize` plus ``rounds``.
+    """
+    names = list(calls)
+    for name in names:
+        for _ in range(warmup_runs):
+            calls[name]()
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    rounds, start = 0, time.perf_counter()
+    while rounds * runs_per_round < min_runs or time.perf_counter() - start < min_seconds:
+        k = rounds % len(names)
+        for name in names[k:] + names[:k]:
+            call, bucket = calls[name], samples[name]
+            for _ in range(runs_per_round):
+                t0 = time.perf_counter_ns()
+                call()
+                bucket.append((time.perf_counter_ns() - t0) / 1e6)
+        rounds += 1
+    return {n: {**summarize(samples[n]), "rounds": rounds} for n in names}
+
+
+def throughput(call: Callable[[], object], batch: int, warmup_runs: int, min_seconds: float, min_runs: int = 5) -> float:
+    """Offline throughput in images/s of a batched inference ``call`` of ``batch`` images."""
+    for _ in range(warmup_runs):
+        call()
+    runs, t0 = 0, time.perf_counter()
+    while runs < min_runs or time.perf_counter() - t0 < min_seconds:
+        call()
+        runs += 1
+    return batch * runs / (time.perf_counter() - t0)
+
+
+def saturation_batch(images_per_second: dict[int, float], tolerance: float = 0.05) -> int | None:
+    """The smallest batch size whose throughput is within ``tolerance`` of the best, or
+    None when throughput still grows by more than ``tolerance`` at the largest batch
+    (not saturated within the sweep)."""
+    batches = sorted(images_per_second)
+    best = max(images_per_second.values())
+    if len(batches) > 1 and images_per_second[batches[-1]] > (1 + tolerance) * images_per_second[batches[-2]]:
+        return None
+    return min(b for b in batches if images_per_second[b] >= (1 - tolerance) * best)
+
+
+def layer_macs(model) -> list[dict]:
+    """Multiply-adds per Conv2D / DepthwiseConv2D / Dense layer for one input image.
+
+    Returns:
+        One dict per such layer: ``layer``, ``type``, ``macs`` (dense count) and
+        ``nonzero`` (fraction of non-zero kernel weights, so that
+        ``macs * nonzero`` is the work a sparse kernel would have to do).
+    """
+    import tf_keras as keras
+
+    rows = []
+    for layer in model.layers:
+        inner = getattr(layer, "layer", layer)
+        out_shape = layer.output_shape
+        if isinstance(inner, keras.layers.DepthwiseConv2D):
+            k = inner.depthwise_kernel.numpy()
+            _, h, w, c_out = out_shape
+            macs = h * w * c_out * k.shape[0] * k.shape[1]
+        elif isinstance(inner, keras.layers.Conv2D):
+            k = inner.kernel.numpy()
+            _, h, w, c_out = out_shape
+            macs = h * w * c_out * k.shape[0] * k.shape[1] * k.shape[2] // getattr(inner, "groups", 1)
+        elif isinstance(inner, keras.layers.Dense):
+            k = inner.kernel.numpy()
+            positions = int(np.prod(out_shape[1:-1])) if len(out_shape) > 2 else 1
+            macs = positions * k.shape[0] * k.shape[1]
+        else:
+            continue
+        rows.append({"layer": inner.name, "type": type(inner).__name__, "macs": int(macs),
+                     "nonzero": float(np.count_nonzero(k) / k.size)})
+    return rows
+
+
+PEAK_SHAPES = ((32, 128, 128, 1), (16, 64, 64, 3))  # (height=width, in, out, kernel)
+
+
+def matmul_peak(kind: str, num_threads: int, seconds: float = 0.3) -> dict:
+    """Peak GFLOP/s (float32) or GOP/s (int8) of this machine's GEMM kernels on LiteRT.
+
+    Each shape is one convolution: a 1x1 convolution over a 32x32 grid is a plain
+    1024x128 by 128x128 matmul, a 3x3 one an im2col matmul, both run by XNNPACK's GEMM
+    microkernels like the variants' own layers. Timed like the variants (batch 1, p50 of
+    individually timed calls, same runtime and threads, at least ``seconds``). int8 takes
+    the better of full-integer and dynamic-range quantization (both compute in int8).
+
+    Returns:
+        ``{"gflops": best rate, "shapes": {shape: rate}}``.
+    """
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from train2infer.conversion import interpreter
+
+    if kind not in ("float32", "int8"):
+        raise ValueError(f"unknown kind {kind!r}")
+    rng = np.random.default_rng(0)
+    rates = {}
+    for hw, c_in, c_out, k in PEAK_SHAPES:
+        inp = keras.Input((hw, hw, c_in), batch_size=1)
+        model = keras.Model(inp, keras.layers.Conv2D(c_out, k, padding="same", use_bias=False)(inp))
+        modes = ["float32"] if kind == "float32" else ["full_int8", "dynamic"]
+        for mode in modes:
+            converter = tf.lite.TFLiteConverter.from_keras_model(model)
+            if mode != "float32":
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            if mode == "full_int8":
+                converter.representative_dataset = lambda: (
+                    [rng.standard_normal((1, hw, hw, c_in)).astype(np.float32)] for _ in range(8))
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+                converter.inference_input_type = tf.int8
+                converter.inference_output_type = tf.int8
+            interp = interpreter(converter.convert(), num_threads=num_threads)
+            detail = interp.get_input_details()[0]
+            x = rng.integers(-100, 100, (1, hw, hw, c_in)) if mode == "full_int8" else rng.standard_normal((1, hw, hw, c_in))
+            x = x.astype(detail["dtype"])
+
+            def call(interp=interp, index=detail["index"], x=x):
+                interp.set_tensor(index, x)
+                interp.invoke()
+
+            p50 = interleaved_latency({"peak": call}, 20, 200, seconds, 25)["peak"]["p50_ms"]
+            name = f"{hw}x{hw}x{c_in}->{c_out} k{k} {mode}"
+            rates[name] = round(2.0 * hw * hw * c_in * c_out * k * k / (p50 / 1e3) / 1e9, 2)
+    return {"gflops": max(rates.values()), "shapes": rates}
+
+
 def keras_call(model, x1: np.ndarray) -> Callable[[], np.ndarray]:
-    """A batch-1 inference of a Keras model through ``tf.function`` (the baseline path)."""
+    """One inference of a Keras model on ``x1`` through ``tf.function`` (the baseline path)."""
     import tensorflow as tf
 
     fn = tf.function(lambda t: model(t, training=False), reduce_retracing=True)
@@ -70,7 +241,15 @@ def keras_call(model, x1: np.ndarray) -> Callable[[], np.ndarray]:
 
 
 def tflite_call(interp, x1: np.ndarray) -> Callable[[], np.ndarray]:
-    """A batch-1 inference on an allocated LiteRT interpreter: set input, invoke, read output."""
+    """One inference on an allocated LiteRT interpreter: set input, invoke, read output.
+
+    If ``x1`` has a different batch size than the model's input, the input is resized
+    (the offline, batched scenario).
+    """
+    detail = interp.get_input_details()[0]
+    if tuple(detail["shape"]) != tuple(x1.shape):
+        interp.resize_tensor_input(detail["index"], list(x1.shape))
+        interp.allocate_tensors()
     inp = interp.get_input_details()[0]["index"]
     out = interp.get_output_details()[0]["index"]
     x1 = np.ascontiguousarray(x1, dtype=np.float32)

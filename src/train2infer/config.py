@@ -153,16 +153,34 @@ class ConvertConfig:
 
 @dataclass
 class EvaluateConfig:
-    """``evaluate``: how accuracy and latency are measured."""
+    """``evaluate``: how accuracy, latency, throughput and memory are measured."""
 
-    num_threads: int = 1
+    threads: list[int] = field(default_factory=lambda: [1, 0])
     warmup_runs: int = 50
-    timed_runs: int = 300
+    min_runs: int = 300
+    min_seconds: float = 2.0
+    runs_per_round: int = 25
+    block_warmup: int = 5
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 4, 16, 64])
+    throughput_seconds: float = 0.3
+    cv_threshold: float = 0.10
 
     def check(self) -> None:
-        _check_range("evaluate", "num_threads", self.num_threads, lo=1)
+        if not self.threads:
+            _fail("evaluate", "threads", list(self.threads), "must list at least one thread count")
+        for i, t in enumerate(self.threads):
+            _check_range("evaluate", f"threads[{i}]", t, lo=0)
         _check_range("evaluate", "warmup_runs", self.warmup_runs, lo=1)
-        _check_range("evaluate", "timed_runs", self.timed_runs, lo=200)
+        _check_range("evaluate", "min_runs", self.min_runs, lo=200)
+        _check_range("evaluate", "min_seconds", self.min_seconds, lo=0)
+        _check_range("evaluate", "runs_per_round", self.runs_per_round, lo=1)
+        _check_range("evaluate", "block_warmup", self.block_warmup, lo=0)
+        if not self.batch_sizes:
+            _fail("evaluate", "batch_sizes", list(self.batch_sizes), "must list at least one batch size")
+        for i, b in enumerate(self.batch_sizes):
+            _check_range("evaluate", f"batch_sizes[{i}]", b, lo=1)
+        _check_range("evaluate", "throughput_seconds", self.throughput_seconds, lo=0, lo_open=True)
+        _check_range("evaluate", "cv_threshold", self.cv_threshold, lo=0, hi=1, lo_open=True)
 
 
 SECTIONS: dict[str, type] = {

@@ -7,24 +7,77 @@ METRIC_KEYS = (
     "latency_p50_ms",
     "latency_p90_ms",
     "latency_p99_ms",
+    "latency_mean_ms",
+    "latency_std_ms",
+    "latency_cv",
+    "latency_p50_ms_all_cores",
+    "throughput_ips",
+    "saturation_batch",
     "size_bytes",
     "gzip_bytes",
     "sparsity",
+    "gflop",
+    "gflop_effective",
+    "gflops_achieved",
+    "peak_fraction",
+    "peak_rss_mb",
     "speedup_p50",
     "gzip_ratio",
 )
 
 
-def variant_row(accuracy: float, lat: dict, size: int, gz: int, sparsity: float) -> dict:
-    """One variant's raw measurements, in ``metrics.json`` naming (ratios added later)."""
+def variant_row(
+    accuracy: float,
+    lat: dict,
+    size: int,
+    gz: int,
+    sparsity: float,
+    *,
+    lat_all_cores: dict | None = None,
+    throughput: dict | None = None,
+    saturation_batch: int = 1,
+    macs: list[dict] = (),
+    peak_gflops: float | None = None,
+    peak_rss_bytes: int = 0,
+) -> dict:
+    """One variant's measurements in ``metrics.json`` naming (ratios added later).
+
+    Args:
+        accuracy: Top-1 test accuracy.
+        lat: Batch-1 latency statistics at the primary thread count.
+        size: File size in bytes.
+        gz: gzip -9 size in bytes.
+        sparsity: Fraction of zero kernel weights.
+        lat_all_cores: Latency statistics with all cores (defaults to ``lat``).
+        throughput: Batch size -> images/s (all cores).
+        saturation_batch: Smallest batch within 5 % of the best throughput; None (stored
+            as 0) when still growing at the largest batch of the sweep.
+        macs: :func:`train2infer.benchmark.layer_macs` of the source Keras model.
+        peak_gflops: The matching matmul peak (float32 or int8) at the primary threads.
+        peak_rss_bytes: Peak resident memory of the variant's own inference process.
+    """
+    gflop = 2 * sum(r["macs"] for r in macs) / 1e9
+    gflop_eff = 2 * sum(r["macs"] * r["nonzero"] for r in macs) / 1e9
+    achieved = gflop / (lat["p50_ms"] / 1e3) if lat["p50_ms"] > 0 else 0.0
     return {
         "accuracy": round(float(accuracy), 6),
         "latency_p50_ms": round(lat["p50_ms"], 6),
         "latency_p90_ms": round(lat["p90_ms"], 6),
         "latency_p99_ms": round(lat["p99_ms"], 6),
+        "latency_mean_ms": round(lat.get("mean_ms", lat["p50_ms"]), 6),
+        "latency_std_ms": round(lat.get("std_ms", 0.0), 6),
+        "latency_cv": round(lat.get("cv", 0.0), 4),
+        "latency_p50_ms_all_cores": round((lat_all_cores or lat)["p50_ms"], 6),
+        "throughput_ips": round(max((throughput or {1: 1e3 / lat["p50_ms"]}).values()), 1),
+        "saturation_batch": int(saturation_batch) if saturation_batch else 0,
         "size_bytes": int(size),
         "gzip_bytes": int(gz),
         "sparsity": round(float(sparsity), 6),
+        "gflop": round(gflop, 6),
+        "gflop_effective": round(gflop_eff, 6),
+        "gflops_achieved": round(achieved, 3),
+        "peak_fraction": round(achieved / peak_gflops, 4) if peak_gflops else 0.0,
+        "peak_rss_mb": round(peak_rss_bytes / 2**20, 1),
     }
 
 
@@ -81,3 +134,163 @@ def markdown_table(metrics: dict, columns=TABLE_COLUMNS) -> str:
         for name, v in metrics["variants"].items()
     ]
     return "\n".join([head, rule, *rows])
+
+
+SUMMARY_COLUMNS = (
+    ("accuracy", "accuracy", "{:.4f}"),
+    ("p50 ms", "latency_p50_ms", "{:.3f}"),
+    ("p90 ms", "latency_p90_ms", "{:.3f}"),
+    ("CV", "latency_cv", "{:.2f}"),
+    ("img/s", "throughput_ips", "{:.0f}"),
+    ("size B", "size_bytes", "{:,}"),
+    ("gzip B", "gzip_bytes", "{:,}"),
+    ("sparsity", "sparsity", "{:.3f}"),
+    ("GFLOP", "gflop", "{:.4f}"),
+    ("% of peak", "peak_fraction", "{:.0%}"),
+    ("speedup p50", "speedup_p50", "{:.2f}x"),
+    ("gzip ratio", "gzip_ratio", "{:.2f}x"),
+)
+
+
+def report_markdown(metrics, bench, convert, sparsity, prune, prepare, plotted, figures: str) -> str:
+    """The evaluation report (``reports/report.md``) as Markdown.
+
+    Args:
+        metrics: ``metrics.json``.
+        bench: ``evaluate/benchmark.json`` (method, machine, every run).
+        convert: ``convert/summary.json``.
+        sparsity: ``prune/sparsity.json`` rows.
+        prune: ``prune/metrics.json``.
+        prepare: ``prepare/summary.json``.
+        plotted: What each figure shows (from :mod:`train2infer.plots`).
+        figures: Path of the figures folder relative to the report.
+    """
+    v, m, meth = metrics["variants"], metrics["machine"], bench["method"]
+    threshold = meth["cv_threshold"]
+    flagged = [n for n in v if v[n]["latency_cv"] > threshold]
+    widest = bench["runs"][str(m["threads_all_cores"])]
+    out = [
+        "# train2infer report",
+        "",
+        f"Data: `{prepare.get('source', '?')}`, images {prepare['image_shape']}, "
+        f"train/val/test = {prepare['sizes']['train']}/{prepare['sizes']['val']}/{prepare['sizes']['test']}. "
+        f"Machine: {bench['machine']['cpu']}, {bench['machine']['cpus']} cores; "
+        f"TensorFlow {bench['machine']['tensorflow']}, LiteRT {bench['machine']['ai_edge_litert']}.",
+        "",
+        f"## Summary (baseline `{metrics['baseline']}`, batch 1, {m['threads']} thread(s))",
+        "",
+        markdown_table(metrics, SUMMARY_COLUMNS),
+        "",
+        f"`img/s` is the best offline throughput over the batch sweep with {m['threads_all_cores']} threads; "
+        f"`% of peak` compares achieved GFLOP/s with this machine's GEMM peak (float32 "
+        f"{m['peak_gflops_float32']:.0f} GFLOP/s, int8 {m['peak_gops_int8']:.0f} GOP/s).",
+        "",
+        (f"**Noisy:** latency CV above {threshold:.0%} for {', '.join(f'`{n}`' for n in flagged)}: compare their "
+         "p50s with care (the interleaved method still exposes every variant to the same noise)."
+         if flagged else f"Every variant's latency CV is within {threshold:.0%}."),
+        "",
+        "## Method",
+        "",
+        f"MLPerf-style single-stream latency and offline throughput. For each thread count "
+        f"({', '.join(str(t) for t in meth['threads_resolved'])}) every variant runs in a **fresh process of its "
+        "own** (a LiteRT process never imports TensorFlow) with a fresh interpreter. After "
+        f"{meth['warmup_runs']} untimed warm-up calls, the variants are timed **interleaved**: in rounds whose "
+        f"order rotates, each variant runs {meth['block_warmup']} untimed then {meth['runs_per_round']} "
+        f"individually timed batch-1 calls (input set, invoke, output read), until every variant has at least "
+        f"{meth['min_runs']} timed calls and the rounds lasted at least {meth['min_seconds']} s. "
+        f"Single-thread workers are pinned to one core. Throughput: images/s over at least "
+        f"{meth['throughput_seconds']} s per batch size ({', '.join(str(b) for b in meth['batch_sizes'])}). "
+        "Work: multiply-adds of Conv2D / DepthwiseConv2D / Dense layers counted from the Keras model "
+        "(FLOPs = 2 x MACs; `gflop_effective` skips zero weights). Peak: the best p50 rate of 1x1 and 3x3 "
+        "convolution GEMMs on the same runtime and threads. Memory: the peak resident set of each "
+        "variant's own process after its latency rounds.",
+        "",
+        "## Accuracy vs latency",
+        "",
+        f"![Pareto]({figures}/pareto.png)",
+        "",
+        "Pareto frontier (no other variant is both faster and at least as accurate): "
+        + ", ".join(f"`{n}`" for n in plotted["pareto"]["frontier"]) + ".",
+        "",
+        "## Throughput vs batch size",
+        "",
+        f"![Throughput]({figures}/throughput.png)",
+        "",
+        "| variant | " + " | ".join(f"batch {b}" for b in meth["batch_sizes"]) + " | saturates at batch |",
+        "|---" * (len(meth["batch_sizes"]) + 2) + "|",
+    ]
+    for n, r in widest["variants"].items():
+        cells = " | ".join(f"{r['throughput'][str(b)]:.0f}" for b in meth["batch_sizes"])
+        sat = r["saturation_batch"] or f"not within the sweep (still growing at {max(meth['batch_sizes'])})"
+        out.append(f"| {n} | {cells} | {sat} |")
+    out += [
+        "",
+        "Images/s with all cores; a variant saturates at the smallest batch within 5 % of its best "
+        "(and not while the last step of the sweep still gains more than 5 %).",
+        "",
+        "## Work and the physical limit",
+        "",
+        f"![Roofline]({figures}/roofline.png)",
+        "",
+        "| variant | GFLOP dense | GFLOP effective | achieved GFLOP/s | % of peak | limited by |",
+        "|---|---|---|---|---|---|",
+    ]
+    for n, r in v.items():
+        bound = "work (near the GEMM peak)" if r["peak_fraction"] >= 0.5 else "overhead (far below the peak)"
+        out.append(f"| {n} | {r['gflop']:.4f} | {r['gflop_effective']:.4f} | {r['gflops_achieved']:.1f} | "
+                   f"{r['peak_fraction']:.0%} | {bound} |")
+    out += ["", "## Memory", "", "| variant | peak RSS MiB | runtime alone MiB | activation tensors KiB |", "|---|---|---|---|"]
+    for n, mem in bench["memory"].items():
+        act = f"{mem['activation_bytes'] / 1024:.0f}" if "activation_bytes" in mem else "n/a"
+        out.append(f"| {n} | {mem['peak_rss_bytes'] / 2**20:.0f} | {mem['runtime_rss_bytes'] / 2**20:.0f} | {act} |")
+    out += [
+        "",
+        "Runtime alone: the process after importing its runtime, before loading the model. Activation tensors: "
+        "the sum of all non-constant tensors, an upper bound of the LiteRT arena.",
+        "",
+        "## Size",
+        "",
+        f"![Sizes]({figures}/sizes.png)",
+        "",
+        "## Pruning",
+        "",
+        f"Target sparsity {prune.get('target_sparsity')}, achieved overall {prune.get('sparsity', 0):.4f}, "
+        f"lowest kernel {prune.get('min_kernel_sparsity', 0):.4f}.",
+        "",
+        f"![Sparsity]({figures}/sparsity.png)",
+        "",
+        "## Fusion (Keras layers -> TFLite ops)",
+        "",
+    ]
+    for model, entry in convert.items():
+        f = entry["tflite"]["float"]
+        out.append(f"`{model}`: {entry['keras_layers']} Keras layers -> {f['ops']} TFLite ops "
+                   f"({', '.join(f'{k} x{c}' for k, c in f['op_types'].items())}); max |TFLite - Keras| "
+                   f"float {f['max_abs_diff']:.1e}, int8 {entry['tflite']['int8']['max_abs_diff']:.1e}.")
+        out.append("")
+    first = next(iter(convert.values()))["tflite"]["float"]["fusion"]
+    out += ["| TFLite op | Keras layers |", "|---|---|"]
+    out += [f"| {r['op']} | {' + '.join(r['keras_layers'])} |" for r in first["ops"]]
+    out += [f"| (none) | {u['layer']} ({u['reason']}) |" for u in first["unmapped"]]
+    out += ["", "## Training", "", f"![Training]({figures}/training.png)", ""]
+    return "\n".join(out)
+
+
+def headline(metrics: dict) -> dict:
+    """A few flat key figures for short ``dvc exp show`` columns (``headline.*``).
+
+    ``best_speedup_p50`` is the fastest variant's speedup over the baseline, with its
+    ``best_accuracy``; ``max_gzip_ratio`` the smallest variant's; ``max_accuracy_drop`` the
+    worst accuracy loss of any variant against the baseline (negative: a gain).
+    """
+    v = metrics["variants"]
+    base = v[metrics["baseline"]]
+    others = {n: r for n, r in v.items() if n != metrics["baseline"]}
+    fastest = max(others, key=lambda n: others[n]["speedup_p50"])
+    return {
+        "baseline_accuracy": base["accuracy"],
+        "best_speedup_p50": others[fastest]["speedup_p50"],
+        "best_accuracy": others[fastest]["accuracy"],
+        "max_gzip_ratio": max(r["gzip_ratio"] for r in others.values()),
+        "max_accuracy_drop": round(max(base["accuracy"] - r["accuracy"] for r in others.values()), 6),
+    }

@@ -1,0 +1,251 @@
+"""Measurement harness: one fresh process per variant, driven in interleaved rounds.
+
+Why processes: a TensorFlow runtime in the same process disturbs a LiteRT model timed
+right after it (measured here: an int8 model went from 0.11 to 0.17 ms p50 when
+interleaved in-process with the Keras baseline), TensorFlow's thread pools can be sized
+only once per process, and a variant's memory is only its own in its own process. A
+LiteRT worker never imports TensorFlow, so its footprint is that of a real deployment.
+
+The parent (:func:`measure_variants`) starts one worker per variant, then in rounds whose
+order rotates asks each worker in turn for a block of timed batch-1 calls (one worker
+runs at a time; the others sleep on their pipe; a short cool-down separates blocks), then
+reads each worker's memory, then sweeps batch sizes for throughput.
+
+Worker protocol (JSON lines on stdin/stdout)::
+
+    python -m train2infer.measure KIND PATH THREADS INPUT.npy WARMUP
+    -> {"ready": true}
+    {"op": "latency", "runs": N, "warmup": W} -> {"samples_ms": [...]} (W untimed calls first)
+    {"op": "memory"}                      -> {"runtime_rss_bytes", "peak_rss_bytes", ...}
+    {"op": "throughput", "batch": B, "seconds": S} -> {"images_per_second": v}
+    {"op": "quit"}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+
+def _rss() -> tuple[int, int]:
+    """Current and peak resident set size of this process in bytes (Linux /proc)."""
+    cur = peak = 0
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                cur = int(line.split()[1]) * 1024
+            elif line.startswith("VmHWM:"):
+                peak = int(line.split()[1]) * 1024
+    return cur, peak
+
+
+def _tflite_runner(path: str, threads: int):
+    """``make(x) -> call`` for a LiteRT model, plus the activation bytes; no TensorFlow."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    def make(x):
+        interp = Interpreter(model_path=path, num_threads=threads)
+        detail = interp.get_input_details()[0]
+        if tuple(detail["shape"]) != tuple(x.shape):
+            interp.resize_tensor_input(detail["index"], list(x.shape))
+        interp.allocate_tensors()
+        inp, out = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
+        xc = np.ascontiguousarray(x, dtype=np.float32)
+
+        def call():
+            interp.set_tensor(inp, xc)
+            interp.invoke()
+            return interp.get_tensor(out)
+
+        call.interp = interp
+        return call
+
+    return make
+
+
+def _activation_bytes(interp) -> int:
+    """Sum of all non-constant tensors: an upper bound of the interpreter's arena, which
+    reuses memory between tensors whose lifetimes do not overlap."""
+    import numpy as np
+
+    live = {int(i) for op in interp._get_ops_details() if op["op_name"] != "DELEGATE" for i in op["outputs"]}
+    live |= {d["index"] for d in interp.get_input_details()}
+    return int(sum(np.prod(t["shape"]) * np.dtype(t["dtype"]).itemsize
+                   for t in interp.get_tensor_details() if t["index"] in live))
+
+
+def worker(kind: str, path: str, threads: int, input_path: str, warmup: int) -> None:
+    """Serve measurement requests for one variant (see the module docstring)."""
+    import numpy as np
+
+    from train2infer import benchmark  # imports TensorFlow only inside its TF functions
+
+    out = sys.stdout
+    sys.stdout = sys.stderr  # nothing but protocol lines on the real stdout
+    cpus = sorted(os.sched_getaffinity(0))
+    if threads < len(cpus):  # pin to the last cores: no migration, away from the parent on core 0
+        os.sched_setaffinity(0, set(cpus[-threads:]))
+    if kind == "keras":
+        benchmark.set_tf_threads(threads)
+        import tensorflow  # noqa: F401
+
+        from train2infer import models
+
+        runtime_rss = _rss()[0]
+        model = models.load_model(path)
+
+        def make(x):
+            return benchmark.keras_call(model, x)
+    elif kind == "tflite":
+        make = _tflite_runner(path, threads)
+        runtime_rss = _rss()[0]
+    else:
+        raise SystemExit(f"unknown kind {kind!r}")
+    x = np.load(input_path)
+    call = make(x[:1])
+    for _ in range(warmup):
+        call()
+
+    def reply(obj):
+        out.write(json.dumps(obj) + "\n")
+        out.flush()
+
+    reply({"ready": True})
+    for line in sys.stdin:
+        req = json.loads(line)
+        op = req["op"]
+        if op == "latency":
+            for _ in range(int(req.get("warmup", 0))):  # re-warm caches after another worker ran
+                call()
+            samples = []
+            for _ in range(int(req["runs"])):
+                t0 = time.perf_counter_ns()
+                call()
+                samples.append((time.perf_counter_ns() - t0) / 1e6)
+            reply({"samples_ms": samples})
+        elif op == "memory":
+            cur, peak = _rss()
+            mem = {"runtime_rss_bytes": runtime_rss, "rss_bytes": cur, "peak_rss_bytes": peak}
+            if kind == "tflite":
+                mem["activation_bytes"] = _activation_bytes(call.interp)
+            reply(mem)
+        elif op == "throughput":
+            b = int(req["batch"])
+            xb = np.concatenate([x] * (b // len(x) + 1))[:b] if b > 1 else x[:1]
+            reply({"images_per_second": benchmark.throughput(make(xb), b, 3, float(req["seconds"]))})
+        elif op == "quit":
+            reply({"bye": True})
+            return
+
+
+class Worker:
+    """A variant's measurement process, seen from the parent."""
+
+    def __init__(self, name: str, kind: str, path: str, threads: int, input_path: str, warmup: int):
+        self.name = name
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "train2infer.measure", kind, str(path), str(threads), str(input_path), str(warmup)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        self._expect("ready")
+
+    def _expect(self, key: str) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            err = self.proc.stderr.read().strip().splitlines()
+            from train2infer import Train2InferError
+
+            raise Train2InferError(f"measurement of {self.name} failed: {err[-1] if err else 'no output'}")
+        reply = json.loads(line)
+        if key not in reply:
+            raise RuntimeError(f"{self.name}: unexpected reply {reply}")
+        return reply
+
+    def ask(self, key: str, **request) -> dict:
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        return self._expect(key)
+
+    def close(self) -> None:
+        try:
+            if self.proc.poll() is None:
+                self.ask("bye", op="quit")
+        finally:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def measure_variants(
+    variants: dict[str, tuple[str, str]],
+    threads: int,
+    input_path: str,
+    *,
+    warmup_runs: int,
+    min_runs: int,
+    min_seconds: float,
+    runs_per_round: int,
+    batch_sizes: list[int],
+    throughput_seconds: float,
+    block_warmup: int = 5,
+    cooldown_seconds: float = 0.002,
+) -> dict:
+    """Measure every variant in its own process at one thread count.
+
+    Args:
+        variants: Name -> (``keras`` or ``tflite``, model path).
+        threads: Thread count for every runtime.
+        input_path: ``.npy`` of float32 test images (batch-1 calls use the first).
+        warmup_runs: Untimed calls in each worker before the first round.
+        min_runs: Rounds continue until every variant has this many timed calls ...
+        min_seconds: ... and the rounds have lasted this long in all.
+        runs_per_round: Timed calls per variant per round.
+        batch_sizes: Throughput sweep.
+        throughput_seconds: Timed seconds per variant and batch size.
+        block_warmup: Untimed calls at the start of every block: the previous worker
+            left the caches cold, and steady-state latency is what a server sees.
+        cooldown_seconds: Pause between two variants' blocks (lets spinning thread pools
+            of the previous worker go idle).
+
+    Returns:
+        ``{"threads", "rounds", "variants": {name: {"latency", "memory", "throughput",
+        "saturation_batch"}}}``.
+    """
+    from train2infer import benchmark
+
+    workers = {}
+    try:
+        for name, (kind, path) in variants.items():
+            workers[name] = Worker(name, kind, path, threads, input_path, warmup_runs)
+        names = list(workers)
+        samples = {n: [] for n in names}
+        rounds, start = 0, time.perf_counter()
+        while rounds * runs_per_round < min_runs or time.perf_counter() - start < min_seconds:
+            k = rounds % len(names)
+            for name in names[k:] + names[:k]:
+                samples[name] += workers[name].ask("samples_ms", op="latency", runs=runs_per_round, warmup=block_warmup)["samples_ms"]
+                time.sleep(cooldown_seconds)
+            rounds += 1
+        result = {"threads": threads, "rounds": rounds, "variants": {}}
+        for name in names:
+            memory = workers[name].ask("peak_rss_bytes", op="memory")
+            ips = {b: workers[name].ask("images_per_second", op="throughput", batch=b,
+                                        seconds=throughput_seconds)["images_per_second"] for b in batch_sizes}
+            result["variants"][name] = {
+                "latency": benchmark.summarize(samples[name]),
+                "memory": memory,
+                "throughput": {str(b): round(v, 1) for b, v in ips.items()},
+                "saturation_batch": benchmark.saturation_batch(ips),
+            }
+        return result
+    finally:
+        for w in workers.values():
+            w.close()
+
+
+if __name__ == "__main__":
+    kind, path, threads, input_path, warmup = sys.argv[1:6]
+    worker(kind, path, int(threads), input_path, int(warmup))

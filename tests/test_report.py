@@ -1,0 +1,55 @@
+"""The report: Pareto logic, and the rendered report checked against metrics.json."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from train2infer import plots, reporting
+
+
+def test_pareto_front():
+    pts = {"slow_good": (10.0, 0.99), "fast_bad": (1.0, 0.90), "dominated": (11.0, 0.98),
+           "tie_faster": (1.0, 0.95), "mid": (5.0, 0.97)}
+    assert plots.pareto_front(pts) == ["tie_faster", "mid", "slow_good"]
+
+
+def parse_summary_table(markdown: str) -> dict[str, dict[str, str]]:
+    """The first Markdown table of the report: variant -> column title -> cell."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| variant |"))
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0]] = dict(zip(header[1:], cells[1:]))
+    return rows
+
+
+def check_report(folder, metrics: dict) -> None:
+    """Assert that reports/report.md and its figures show what metrics.json says."""
+    from PIL import Image
+
+    text = (folder / "report.md").read_text()
+    table = parse_summary_table(text)
+    assert set(table) == set(metrics["variants"])
+    for name, row in metrics["variants"].items():
+        for title, key, fmt in reporting.SUMMARY_COLUMNS:
+            assert table[name][title] == fmt.format(row[key]), (name, title)
+    for png in re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text):
+        path = folder / png
+        img = np.asarray(Image.open(path).convert("L"))
+        assert img.shape[0] > 100 and img.std() > 10, png  # a real picture, not a blank canvas
+    plotted = json.loads((folder / "report" / "plotted.json").read_text())
+    for name, (lat, acc) in plotted["pareto"]["points"].items():
+        assert lat == metrics["variants"][name]["latency_p50_ms"]
+        assert acc == metrics["variants"][name]["accuracy"]
+    assert plotted["roofline"]["achieved"] == {n: v["gflops_achieved"] for n, v in metrics["variants"].items()}
+    assert plotted["sizes"]["gzip_kib"] == pytest.approx({n: v["gzip_bytes"] / 1024 for n, v in metrics["variants"].items()})
+    front = plotted["pareto"]["frontier"]
+    assert front and all(f"`{n}`" in text for n in front)
