@@ -1,0 +1,95 @@
+"""Sweeps: validation before queueing, and a real 2-point queued sweep summarised."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, TINY, dvc, git, make_project, tool_env
+from train2infer import Train2InferError, sweep
+
+
+def test_expand_matches_dvc_sweep_syntax():
+    combos = sweep.expand(["prune.final_sparsity=range(0.5,0.95,0.1)", "seed=choice(1,2)"])
+    assert len(combos) == 10
+    assert ["prune.final_sparsity=0.7", "seed=2"] in combos
+
+
+@pytest.mark.parametrize("override, culprit", [
+    ("prune.final_sparsity=choice(0.5,", "bad sweep syntax"),
+    ("prune.final_spars=0.5", "prune.final_spars"),
+    ("+prune.colour=red", "prune.colour"),
+    ("prune.final_sparsity=choice(0.5,1.2)", "prune.final_sparsity=1.2 must be < 1"),
+    ("data=imagenet", "data=imagenet"),
+])
+def test_bad_sweeps_are_refused_before_queueing(override, culprit):
+    with pytest.raises(Train2InferError) as err:
+        sweep.validate([override], ROOT / "conf")
+    assert culprit in str(err.value) and "\n" not in str(err.value)
+
+
+def test_summary_and_frontiers():
+    def exp(name, sparsity, acc, lat, gz):
+        v = {"accuracy": acc, "latency_p50_ms": lat, "gzip_bytes": gz, "sparsity": sparsity, "speedup_p50": 1 / lat}
+        return {"name": name, "rev": name * 7, "params": {"prune.final_sparsity": sparsity, "seed": 42},
+                "metrics": {"variants": {"pruned_tflite_int8": v}}}
+
+    exps = [exp("a", 0.5, 0.97, 0.10, 40000), exp("b", 0.7, 0.96, 0.09, 30000), exp("c", 0.9, 0.90, 0.11, 20000)]
+    s = sweep.summarize({"prune.final_sparsity": 0.8, "seed": 42}, exps, "pruned_tflite_int8")
+    assert s["changed"] == ["prune.final_sparsity"]
+    assert s["frontier_latency"] == ["b", "a"]  # c is slower and less accurate than b
+    assert s["frontier_size"] == ["c", "b", "a"]
+    text = sweep.markdown(s, "sweep")
+    assert "| b | bbbbbbb | 0.7 | 0.9600 | 0.090 |" in text
+
+
+@pytest.mark.slow
+def test_queued_two_point_sweep_runs_and_is_summarised(tmp_path):
+    proj = make_project(tmp_path / "proj", TINY)
+    dvc("repro", cwd=proj)
+    git("add", "-A", cwd=proj)
+    git("commit", "-qm", "baseline", cwd=proj)
+
+    def module(*args, check=True):
+        proc = subprocess.run([sys.executable, "-m", "train2infer.sweep", *args], cwd=proj, env=tool_env(),
+                              capture_output=True, text=True, timeout=900)
+        if check:
+            assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc
+
+    bad = module("queue", "-S", "prune.final_sparsity=choice(0.5,1.5)", check=False)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: sweep point")
+    assert "Queued" not in dvc("queue", "status", cwd=proj).stdout
+
+    args = [a for o in TINY for a in ("-S", o)]
+    module("queue", *args, "-S", "prune.final_sparsity=choice(0.5,0.7)")
+    dvc("queue", "start", "-j", "2", cwd=proj)
+    try:
+        deadline = time.time() + 800
+        while time.time() < deadline:
+            status = dvc("queue", "status", cwd=proj).stdout
+            if "Queued" not in status and "Running" not in status:
+                break
+            time.sleep(5)
+        assert status.count("Success") == 2, status
+    finally:
+        dvc("queue", "stop", "--kill", cwd=proj, check=False)
+
+    out = module("report", "--out", "reports/sweep.md", "--figures", "reports/sweep").stdout
+    summary = json.loads((proj / "reports" / "sweep" / "summary.json").read_text())
+    assert sorted(r["params"]["prune.final_sparsity"] for r in summary["rows"]) == [0.5, 0.7]
+    for r in summary["rows"]:
+        assert abs(r["sparsity"] - r["params"]["prune.final_sparsity"]) <= 0.02
+    assert summary["frontier_latency"] and summary["frontier_size"]
+    text = (proj / "reports" / "sweep.md").read_text()
+    for r in summary["rows"]:
+        assert f"| {r['name']} |" in text
+    assert "frontier (latency)" in out
+    for png in ("latency.png", "size.png"):
+        assert (proj / "reports" / "sweep" / png).stat().st_size > 5000
+    shown = dvc("exp", "show", "--json", cwd=proj).stdout
+    assert all(r["name"] in shown for r in summary["rows"])
