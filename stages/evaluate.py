@@ -17,7 +17,7 @@ Method:  see train2infer.benchmark and train2infer.measure: per thread count
          the rounds lasted ``min_seconds``; then each process's peak memory and a batch-size
          sweep for throughput; float32/int8 GEMM peaks on the same runtime. Ratios are
          against the baseline at the first thread count.
-Run:     dvc repro evaluate            (re-measure only: dvc repro --force evaluate)
+Run:     dvc repro evaluate     (re-measure only: dvc repro --force --single-item evaluate report)
          python stages/evaluate.py --params params.yaml --data data/prepared \
              --trained models/trained.keras --pruned models/pruned.keras \
              --export models/export --metrics reports/metrics.json --plots reports/evaluate

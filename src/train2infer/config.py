@@ -158,7 +158,7 @@ class EvaluateConfig:
     threads: list[int] = field(default_factory=lambda: [1, 0])
     warmup_runs: int = 50
     min_runs: int = 300
-    min_seconds: float = 2.0
+    min_seconds: float = 20.0
     runs_per_round: int = 25
     block_warmup: int = 5
     batch_sizes: list[int] = field(default_factory=lambda: [1, 4, 16, 64])

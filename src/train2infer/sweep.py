@@ -178,7 +178,7 @@ def markdown(summary: dict, figures: str) -> str:
         "Frontier: " + ", ".join(f"`{n}`" for n in summary["frontier_size"]) + ".",
         "",
         "Latencies of experiments run in parallel (`dvc queue start -j 2` on 2 cores) compete for the "
-        "CPU: re-measure a chosen one with `dvc exp apply NAME && dvc repro --force evaluate`.",
+        "CPU: re-measure a chosen one with `dvc exp apply NAME && dvc repro --force --single-item evaluate report`.",
         "",
     ]
     return "\n".join(out)
