@@ -127,6 +127,7 @@ def test_every_variant_is_measured_in_its_own_process(tmp_path, trained, digits)
     # a LiteRT process never loads TensorFlow: a fraction of the baseline's footprint
     assert r["variants"]["float"]["memory"]["peak_rss_bytes"] < r["variants"]["keras"]["memory"]["peak_rss_bytes"] / 3
     assert r["variants"]["int8"]["memory"]["activation_bytes"] > 0
+    assert r["variants"]["float"]["memory"]["allocate_rss_bytes"] >= 0
 
 
 def test_a_broken_variant_fails_with_its_name(tmp_path):

@@ -85,3 +85,44 @@ def test_live_logger_writes_one_row_per_epoch(tmp_path, digits):
     summary = json.loads((tmp_path / "live" / "metrics.json").read_text())
     assert {"train", "val"} <= set(summary)
     assert not (tmp_path / "dvc.yaml").exists()
+
+
+@pytest.mark.slow
+def test_xla_jit_compiled_training_learns_like_the_default(digits, tiny_cfg):
+    import tf_keras as keras
+
+    splits, names = digits
+    mcfg = config.section(tiny_cfg, "model")
+    options = {k: v for k, v in config.as_dict(mcfg).items() if k != "name"}
+    acc = {}
+    for jit in (False, True):
+        keras.utils.set_random_seed(3)
+        model, _ = training.fit_classifier(
+            lambda: models.build_model("cnn", splits["train"][0].shape[1:], len(names), 3, **options),
+            distribute.select_strategy("default"), splits["train"], splits["val"],
+            epochs=6, batch_size=16, learning_rate=0.003, scale_learning_rate=False, seed=3,
+            jit_compile=jit, verbose=0,
+        )
+        assert model._jit_compile is jit
+        acc[jit] = training.accuracy(model, *splits["test"])
+    assert acc[True] > 0.8 and abs(acc[True] - acc[False]) < 0.08, acc
+
+
+def test_mixed_precision_model_is_exported_as_float32(digits):
+    """The GPU path: a mixed_float16 model is rebuilt in float32 with the same weights."""
+    import tf_keras as keras
+
+    splits, _ = digits
+    shape = splits["train"][0].shape[1:]
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        mixed = models.build_cnn(shape, 10, filters=(8,), convs_per_stage=1, dense_units=8)
+        assert mixed.layers[1].compute_dtype == "float16" and mixed.output.dtype == "float32"
+        exported = training.as_float32(
+            mixed, lambda: models.build_cnn(shape, 10, filters=(8,), convs_per_stage=1, dense_units=8))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert all(layer.compute_dtype == "float32" for layer in exported.layers if hasattr(layer, "compute_dtype"))
+    assert all(np.array_equal(a, b) for a, b in zip(mixed.get_weights(), exported.get_weights()))
+    x = splits["test"][0][:16].astype(np.float32) / 255
+    np.testing.assert_allclose(exported.predict(x, verbose=0), mixed.predict(x, verbose=0), atol=5e-2)

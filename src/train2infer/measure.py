@@ -17,6 +17,9 @@ Worker protocol (JSON lines on stdin/stdout)::
     -> {"ready": true}
     {"op": "latency", "runs": N, "warmup": W} -> {"samples_ms": [...]} (W untimed calls first)
     {"op": "memory"}                      -> {"runtime_rss_bytes", "peak_rss_bytes", ...}
+        (LiteRT also: ``load_rss_bytes`` and ``allocate_rss_bytes``, the resident growth while
+        creating the interpreter and in ``allocate_tensors()``, where the arena is allocated;
+        ``activation_bytes``, the sum of non-constant tensors, an upper bound of the arena)
     {"op": "throughput", "batch": B, "seconds": S} -> {"images_per_second": v}
     {"op": "quit"}
 """
@@ -48,11 +51,14 @@ def _tflite_runner(path: str, threads: int):
     from ai_edge_litert.interpreter import Interpreter
 
     def make(x):
+        rss0 = _rss()[0]
         interp = Interpreter(model_path=path, num_threads=threads)
+        rss1 = _rss()[0]
         detail = interp.get_input_details()[0]
         if tuple(detail["shape"]) != tuple(x.shape):
             interp.resize_tensor_input(detail["index"], list(x.shape))
         interp.allocate_tensors()
+        rss2 = _rss()[0]
         inp, out = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
         xc = np.ascontiguousarray(x, dtype=np.float32)
 
@@ -62,6 +68,8 @@ def _tflite_runner(path: str, threads: int):
             return interp.get_tensor(out)
 
         call.interp = interp
+        call.load_rss_bytes = rss1 - rss0  # model file and interpreter
+        call.allocate_rss_bytes = rss2 - rss1  # tensor arena (and the delegate's packed weights)
         return call
 
     return make
@@ -132,6 +140,8 @@ def worker(kind: str, path: str, threads: int, input_path: str, warmup: int) -> 
             mem = {"runtime_rss_bytes": runtime_rss, "rss_bytes": cur, "peak_rss_bytes": peak}
             if kind == "tflite":
                 mem["activation_bytes"] = _activation_bytes(call.interp)
+                mem["load_rss_bytes"] = call.load_rss_bytes
+                mem["allocate_rss_bytes"] = call.allocate_rss_bytes
             reply(mem)
         elif op == "throughput":
             b = int(req["batch"])

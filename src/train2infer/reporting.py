@@ -239,14 +239,23 @@ def report_markdown(metrics, bench, convert, sparsity, prune, prepare, plotted, 
         bound = "work (near the GEMM peak)" if r["peak_fraction"] >= 0.5 else "overhead (far below the peak)"
         out.append(f"| {n} | {r['gflop']:.4f} | {r['gflop_effective']:.4f} | {r['gflops_achieved']:.1f} | "
                    f"{r['peak_fraction']:.0%} | {bound} |")
-    out += ["", "## Memory", "", "| variant | peak RSS MiB | runtime alone MiB | activation tensors KiB |", "|---|---|---|---|"]
+    out += ["", "## Memory", "",
+            "| variant | peak RSS MiB | runtime alone MiB | interpreter load KiB | allocate (arena) KiB | activation tensors KiB |",
+            "|---|---|---|---|---|---|"]
+
+    def kib(mem, key):
+        return f"{mem[key] / 1024:.0f}" if key in mem else "n/a"
+
     for n, mem in bench["memory"].items():
-        act = f"{mem['activation_bytes'] / 1024:.0f}" if "activation_bytes" in mem else "n/a"
-        out.append(f"| {n} | {mem['peak_rss_bytes'] / 2**20:.0f} | {mem['runtime_rss_bytes'] / 2**20:.0f} | {act} |")
+        out.append(f"| {n} | {mem['peak_rss_bytes'] / 2**20:.0f} | {mem['runtime_rss_bytes'] / 2**20:.0f} | "
+                   f"{kib(mem, 'load_rss_bytes')} | {kib(mem, 'allocate_rss_bytes')} | {kib(mem, 'activation_bytes')} |")
     out += [
         "",
-        "Runtime alone: the process after importing its runtime, before loading the model. Activation tensors: "
-        "the sum of all non-constant tensors, an upper bound of the LiteRT arena.",
+        "Runtime alone: the process after importing its runtime, before loading the model. Interpreter load and "
+        "allocate: resident memory growth while creating the LiteRT interpreter and in `allocate_tensors()`, "
+        "where the tensor arena is allocated (with XNNPACK's packed weights; LiteRT's Python API does not "
+        "report the arena itself). Activation tensors: the sum of all non-constant tensors, an upper bound "
+        "of the arena, which reuses memory between tensors whose lifetimes do not overlap.",
         "",
         "## Size",
         "",

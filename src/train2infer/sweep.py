@@ -138,7 +138,8 @@ def _plot(rows, key, xlabel, front, path):
     for r in rows:
         on = r["name"] in front
         ax.scatter(r[key], r["accuracy"], s=60, color="tab:red" if on else "tab:gray", zorder=3)
-        ax.annotate(r["name"], (r[key], r["accuracy"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        label = f"{r['name']} ({', '.join(str(v) for v in r['params'].values())})" if r["params"] else r["name"]
+        ax.annotate(label, (r[key], r["accuracy"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
     fr = sorted((r for r in rows if r["name"] in front), key=lambda r: r[key])
     ax.plot([r[key] for r in fr], [r["accuracy"] for r in fr], "--", color="tab:red", label="Pareto frontier")
     ax.set_xlabel(xlabel)
