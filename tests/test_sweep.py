@@ -36,10 +36,11 @@ def test_summary_and_frontiers():
     def exp(name, sparsity, acc, lat, gz):
         v = {"accuracy": acc, "latency_p50_ms": lat, "gzip_bytes": gz, "sparsity": sparsity, "speedup_p50": 1 / lat}
         return {"name": name, "rev": name * 7, "params": {"prune.final_sparsity": sparsity, "seed": 42},
+                "baseline": {"prune.final_sparsity": 0.8, "seed": 42},
                 "metrics": {"variants": {"pruned_tflite_int8": v}}}
 
     exps = [exp("a", 0.5, 0.97, 0.10, 40000), exp("b", 0.7, 0.96, 0.09, 30000), exp("c", 0.9, 0.90, 0.11, 20000)]
-    s = sweep.summarize({"prune.final_sparsity": 0.8, "seed": 42}, exps, "pruned_tflite_int8")
+    s = sweep.summarize(exps, "pruned_tflite_int8")
     assert s["changed"] == ["prune.final_sparsity"]
     assert s["frontier_latency"] == ["b", "a"]  # c is slower and less accurate than b
     assert s["frontier_size"] == ["c", "b", "a"]

@@ -10,7 +10,7 @@ checks; only if every combination is valid does it call ``dvc exp run --queue`` 
 same arguments. Bad syntax or an unknown key ends in one ``error:`` line and nothing is
 queued.
 
-``report`` reads every experiment (``dvc exp show --json``) and writes a Markdown table
+``report`` reads every experiment of every commit (``dvc exp show --json --all-commits``) and writes a Markdown table
 of each experiment's changed parameters and key metrics of one variant (default
 ``pruned_tflite_int8``, the end of the optimisation chain), and accuracy-vs-latency and
 accuracy-vs-size Pareto plots with the frontier experiments named, ready for
@@ -85,20 +85,20 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return flat
 
 
-def experiments(shown: list[dict]) -> tuple[dict, list[dict]]:
-    """Baseline params and finished experiments from ``dvc exp show --json``.
+def experiments(shown: list[dict]) -> list[dict]:
+    """Finished experiments from ``dvc exp show --json --all-commits``.
 
     Returns:
-        ``(baseline_params, [{"name", "rev", "params", "metrics"}])`` with params flattened
-        (``prune.final_sparsity``) and the ``reports/metrics.json`` data as stored.
+        ``[{"name", "rev", "params", "baseline", "metrics"}]``: params flattened
+        (``prune.final_sparsity``), ``baseline`` the flattened params of the commit the
+        experiment started from, and the ``reports/metrics.json`` data as stored.
     """
-    baseline, found = {}, []
+    found = []
     for entry in shown:
         if entry.get("rev") == "workspace":
             continue
         data = entry.get("data") or {}
-        if not baseline:
-            baseline = _flatten(((data.get("params") or {}).get("params.yaml") or {}).get("data") or {})
+        baseline = _flatten(((data.get("params") or {}).get("params.yaml") or {}).get("data") or {})
         for exp in entry.get("experiments") or []:
             for rev in exp.get("revs") or []:
                 d = rev.get("data") or {}
@@ -106,16 +106,17 @@ def experiments(shown: list[dict]) -> tuple[dict, list[dict]]:
                 p = ((d.get("params") or {}).get("params.yaml") or {}).get("data")
                 if m and p and "variants" in m:
                     found.append({"name": rev.get("name") or rev["rev"][:7], "rev": rev["rev"],
-                                  "params": _flatten(p), "metrics": m})
-    return baseline, found
+                                  "params": _flatten(p), "baseline": baseline, "metrics": m})
+    return found
 
 
-def summarize(baseline: dict, exps: list[dict], variant: str) -> dict:
-    """Per experiment: the parameters that differ from the baseline, and the variant's
-    accuracy, p50 latency, gzip size, sparsity and speedup; plus both Pareto frontiers."""
+def summarize(exps: list[dict], variant: str) -> dict:
+    """Per experiment: the parameters that differ from its baseline commit, and the
+    variant's accuracy, p50 latency, gzip size, sparsity and speedup; plus both Pareto
+    frontiers."""
     from train2infer.plots import pareto_front
 
-    changed_keys = sorted({k for e in exps for k, v in e["params"].items() if baseline.get(k) != v})
+    changed_keys = sorted({k for e in exps for k, v in e["params"].items() if e["baseline"].get(k) != v})
     rows = []
     for e in exps:
         v = e["metrics"]["variants"].get(variant)
@@ -189,13 +190,14 @@ def report(out: str, figures: str, variant: str) -> dict:
     """Read every experiment and write the sweep report and its two plots."""
     from train2infer.io import publish, write_json
 
-    proc = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json", "--all-commits"],
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         raise Train2InferError(f"dvc exp show failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
-    baseline, exps = experiments(json.loads(proc.stdout))
+    exps = experiments(json.loads(proc.stdout))
     if not exps:
         raise Train2InferError("no finished experiment to summarise (run a sweep first: see README)")
-    summary = summarize(baseline, exps, variant)
+    summary = summarize(exps, variant)
     if not summary["rows"]:
         raise Train2InferError(f"no experiment has metrics for variant {variant!r}")
     with publish(out, figures) as staged:
