@@ -181,13 +181,14 @@ def layer_macs(model) -> list[dict]:
 PEAK_SHAPES = ((32, 128, 128, 1), (16, 64, 64, 3))  # (height=width, in, out, kernel)
 
 
-def matmul_peak(kind: str, num_threads: int, seconds: float = 0.3) -> dict:
+def matmul_peak(kind: str, num_threads: int, seconds: float = 1.5) -> dict:
     """Peak GFLOP/s (float32) or GOP/s (int8) of this machine's GEMM kernels on LiteRT.
 
     Each shape is one convolution: a 1x1 convolution over a 32x32 grid is a plain
     1024x128 by 128x128 matmul, a 3x3 one an im2col matmul, both run by XNNPACK's GEMM
     microkernels like the variants' own layers. Timed like the variants (batch 1, p50 of
-    individually timed calls, same runtime and threads, at least ``seconds``). int8 takes
+    individually timed calls, same runtime and threads, at least ``seconds``: long enough to
+    span the fast and slow states this host switches between every second). int8 takes
     the better of full-integer and dynamic-range quantization (both compute in int8).
 
     Returns:
