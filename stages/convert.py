@@ -1,8 +1,10 @@
 """convert: trained and pruned Keras models -> TFLite (float32, dynamic-range int8) and SavedModel.
 
 Reads:   params.yaml (section ``convert``); --data prepared folder (test images for the
-         output check); --trained and --pruned ``.keras`` files.
-Writes:  --out folder: ``{trained,pruned}_tflite_{float,int8}.tflite`` and
+         output check, training images to calibrate full-integer int8); --trained and
+         --pruned ``.keras`` files.
+Writes:  --out folder: ``{trained,pruned}_tflite_float.tflite``, one quantized variant each
+         per ``convert.quantization`` (``_int8`` dynamic-range, ``_float16``, ``_fullint8``), and
          ``{trained,pruned}_saved_model/``; --summary JSON per model: Keras layer count,
          TFLite op count and op types, the fusion table (Keras layers -> TFLite op) and
          the max abs difference of TFLite vs Keras logits on test images.
@@ -22,9 +24,6 @@ import train2infer  # noqa: F401  (first: fixes the Keras flavour before TensorF
 from train2infer import Train2InferError, cli, config
 from train2infer.io import publish, write_json
 
-QUANT_SUFFIX = {"float": "float", "dynamic": "int8"}
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = cli.parser(__doc__)
     ap.add_argument("--params", default="params.yaml")
@@ -42,6 +41,11 @@ def main(argv: list[str] | None = None) -> None:
 
     x_test, _ = data.load_prepared(args.data, "test")
     x_check = data.to_float(x_test[: cfg.check_images])
+    quantizations = ["float"] + ([] if cfg.quantization == "none" else [cfg.quantization])
+    representative = None
+    if cfg.quantization == "int8":
+        x_train, _ = data.load_prepared(args.data, "train")
+        representative = data.to_float(x_train[: cfg.representative_images])
 
     import numpy as np
 
@@ -56,9 +60,10 @@ def main(argv: list[str] | None = None) -> None:
             reference = model.predict(x_check, batch_size=256, verbose=0)
             conversion.export_saved_model(model, out / f"{name}_saved_model")
             entry = {"keras_layers": len(conversion.keras_layers(model)), "tflite": {}}
-            for quant, suffix in QUANT_SUFFIX.items():
+            for quant in quantizations:
+                suffix = conversion.SUFFIX[quant]
                 variant = f"{name}_tflite_{suffix}"
-                content = conversion.to_tflite(model, quant)
+                content = conversion.to_tflite(model, quant, representative)
                 (out / f"{variant}.tflite").write_bytes(content)
                 ops = conversion.tflite_ops(content)
                 diff = float(np.max(np.abs(conversion.run_tflite(content, x_check) - reference)))
@@ -78,8 +83,8 @@ def main(argv: list[str] | None = None) -> None:
         write_json(staged(args.summary), summary)
     for name, entry in summary.items():
         f = entry["tflite"]["float"]
-        print(f"convert: {name}: {entry['keras_layers']} Keras layers -> {f['ops']} TFLite ops, "
-              f"max |diff| float {f['max_abs_diff']:.1e}, int8 {entry['tflite']['int8']['max_abs_diff']:.1e}")
+        diffs = ", ".join(f"{k} {v['max_abs_diff']:.1e}" for k, v in entry["tflite"].items())
+        print(f"convert: {name}: {entry['keras_layers']} Keras layers -> {f['ops']} TFLite ops, max |diff| {diffs}")
 
 
 if __name__ == "__main__":

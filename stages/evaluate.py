@@ -1,8 +1,9 @@
 """evaluate: accuracy, latency, throughput, work, memory, size and sparsity of every variant.
 
-Variants: ``trained_keras`` (the baseline: the Keras model called through tf.function),
-``trained_tflite_float``, ``trained_tflite_int8``, ``pruned_tflite_float``,
-``pruned_tflite_int8`` (LiteRT interpreter with its default XNNPACK delegate).
+Variants: ``trained_keras`` (the baseline: the Keras model called through tf.function) and
+every ``{trained,pruned}_tflite_*.tflite`` in --export (by default ``_float`` and ``_int8``;
+see ``convert.quantization``), run by the LiteRT interpreter with its default XNNPACK
+delegate.
 
 Reads:   params.yaml (section ``evaluate``); --data prepared folder (test split);
          --trained and --pruned ``.keras`` files (baseline; work counts); --export folder
@@ -36,7 +37,7 @@ from train2infer import Train2InferError, cli, config
 from train2infer.io import publish, write_json
 
 BASELINE = "trained_keras"
-TFLITE_VARIANTS = ("trained_tflite_float", "trained_tflite_int8", "pruned_tflite_float", "pruned_tflite_int8")
+SOURCES = ("trained", "pruned")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,10 +59,16 @@ def main(argv: list[str] | None = None) -> None:
 
     x_test, y_test = data.load_prepared(args.data, "test")
     x = data.to_float(x_test)
-    paths = {BASELINE: Path(args.trained), **{v: Path(args.export) / f"{v}.tflite" for v in TFLITE_VARIANTS}}
-    missing = [str(p) for p in paths.values() if not p.is_file()]
-    if missing:
-        raise Train2InferError(f"exported model not found: {', '.join(missing)}")
+    export = Path(args.export)
+    tflite = sorted(export.glob("*_tflite_*.tflite"), key=lambda p: (SOURCES.index(p.name.split("_")[0])
+                                                                     if p.name.split("_")[0] in SOURCES else 9,
+                                                                     "_float." not in p.name, p.name))
+    if not tflite:
+        raise Train2InferError(f"exported model not found: no *_tflite_*.tflite in {export}")
+    if not Path(args.trained).is_file():
+        raise Train2InferError(f"model not found: {args.trained}")
+    TFLITE_VARIANTS = [p.stem for p in tflite]
+    paths = {BASELINE: Path(args.trained), **{p.stem: p for p in tflite}}
 
     import numpy as np
 
@@ -100,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = {}
     for n, p in paths.items():
         source = "pruned" if n.startswith("pruned") else "trained"
-        peak_kind = "int8" if n.endswith("int8") else "float32"
+        peak_kind = "int8" if n.endswith("int8") else "float32"  # _int8 and _fullint8 compute in int8
         wide = widest["variants"][n]
         rows[n] = reporting.variant_row(
             accuracy[n], primary["variants"][n]["latency"], benchmark.size_bytes(p), benchmark.gzip_bytes(p),
@@ -149,8 +156,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"evaluate: {n:22s} p50 {row['latency_p50_ms']:.3f} ms  accuracy {row['accuracy']:.4f}  "
               f"{row['gflops_achieved']:.0f} GFLOP/s ({100 * row['peak_fraction']:.0f}% of peak)")
     best = max(TFLITE_VARIANTS, key=lambda v: metrics["variants"][v]["speedup_p50"])
+    small = max(TFLITE_VARIANTS, key=lambda v: metrics["variants"][v]["gzip_ratio"])
     print(f"evaluate: best {best}: {metrics['variants'][best]['speedup_p50']:.1f}x faster (p50), "
-          f"pruned_tflite_int8 {metrics['variants']['pruned_tflite_int8']['gzip_ratio']:.1f}x smaller (gzip)")
+          f"{small} {metrics['variants'][small]['gzip_ratio']:.1f}x smaller (gzip)")
 
 
 def _cpu_name() -> str:

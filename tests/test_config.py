@@ -49,6 +49,7 @@ def test_every_section_of_the_default_validates():
         ("train.epochs=0", "train.epochs"),
         ("train.strategy=tpu", "train.strategy"),
         ("evaluate.min_runs=50", "evaluate.min_runs"),
+        ("convert.quantization=int4", "convert.quantization"),
         ("evaluate.threads=[-1]", "evaluate.threads[0]"),
         ("evaluate.batch_sizes=[]", "evaluate.batch_sizes"),
         ("+data.colour=red", "data.colour"),

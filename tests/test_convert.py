@@ -86,3 +86,26 @@ def test_bad_model_files_fail_clearly(tmp_path):
     (tmp_path / "bad.keras").write_bytes(b"garbage")
     with pytest.raises(Train2InferError, match="cannot load model.*bad.keras"):
         models.load_model(tmp_path / "bad.keras")
+
+
+@pytest.mark.parametrize("quantization, weight_dtype", [("float16", np.float16), ("int8", np.int8)])
+def test_float16_and_full_integer_quantization(trained, digits, quantization, weight_dtype):
+    splits, _ = digits
+    x = data.to_float(splits["test"][0])
+    content = conversion.to_tflite(trained, quantization, representative=data.to_float(splits["train"][0][:100]))
+    interp = conversion.interpreter(content, delegates=False)
+    ops = interp._get_ops_details()
+    producer = {int(i): op for op in ops for i in op["outputs"]}
+    conv = next(op for op in ops if op["op_name"] == "CONV_2D")
+    w = int(conv["inputs"][1])
+    if w in producer:  # float16 weights reach the conv through a DEQUANTIZE
+        w = int(producer[w]["inputs"][0])
+    assert interp.get_tensor(w).dtype == weight_dtype
+    if quantization == "int8":  # activations are int8 too, with float I/O at the edges
+        assert interp.get_tensor_details()[int(conv["inputs"][0])]["dtype"] == np.int8
+        assert interp.get_input_details()[0]["dtype"] == np.float32
+    got = conversion.run_tflite(content, x)
+    want = trained.predict(x, verbose=0)
+    assert np.mean(np.argmax(got, -1) == np.argmax(want, -1)) >= 0.95
+    with pytest.raises(ValueError, match="representative"):
+        conversion.to_tflite(trained, "int8")

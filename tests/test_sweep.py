@@ -45,7 +45,9 @@ def test_summary_and_frontiers():
     assert s["frontier_latency"] == ["b", "a"]  # c is slower and less accurate than b
     assert s["frontier_size"] == ["c", "b", "a"]
     text = sweep.markdown(s, "sweep")
-    assert "| b | bbbbbbb | 0.7 | 0.9600 | 0.090 |" in text
+    assert "| b | bbbbbbb | 0.7 | pruned_tflite_int8 | 0.9600 | 0.090 |" in text
+    fastest = sweep.summarize(exps, "fastest")
+    assert [r["variant"] for r in fastest["rows"]] == ["pruned_tflite_int8"] * 3
 
 
 @pytest.mark.slow

@@ -24,6 +24,7 @@ DATA_SOURCES = ("digits",)
 MODELS = ("cnn",)
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 PRUNE_SCHEDULES = ("polynomial_decay", "constant_sparsity")
+QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
 
 
 class ConfigError(Train2InferError):
@@ -143,10 +144,14 @@ class PruneConfig:
 class ConvertConfig:
     """``convert``: TFLite conversion and the Keras-vs-TFLite output check."""
 
+    quantization: str = "dynamic"
+    representative_images: int = 200
     check_images: int = 100
     float_atol: float = 1e-4
 
     def check(self) -> None:
+        _check_choice("convert", "quantization", self.quantization, QUANTIZATIONS)
+        _check_range("convert", "representative_images", self.representative_images, lo=1)
         _check_range("convert", "check_images", self.check_images, lo=1)
         _check_range("convert", "float_atol", self.float_atol, lo=0, lo_open=True)
 

@@ -15,16 +15,21 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from train2infer import Train2InferError
 
-QUANTIZATIONS = ("float", "dynamic")
+QUANTIZATIONS = ("float", "dynamic", "float16", "int8")
+# variant-name suffix of each quantization (dynamic-range int8 keeps the pipeline's "int8")
+SUFFIX = {"float": "float", "dynamic": "int8", "float16": "float16", "int8": "fullint8"}
 
 
-def to_tflite(model: keras.Model, quantization: str = "float") -> bytes:
+def to_tflite(model: keras.Model, quantization: str = "float", representative: np.ndarray | None = None) -> bytes:
     """Convert a Keras model to a TFLite flatbuffer.
 
     Args:
         model: A float32 tf_keras model.
-        quantization: ``float`` (float32 weights) or ``dynamic`` (dynamic-range: int8
-            weights for tensors of at least 1,024 elements, float activations).
+        quantization: ``float`` (float32 weights); ``dynamic`` (dynamic-range: int8
+            weights for tensors of at least 1,024 elements, float activations);
+            ``float16`` (float16 weights); ``int8`` (full integer: int8 weights and
+            activations calibrated on ``representative``, float input and output).
+        representative: float32 images for ``int8`` calibration.
 
     Returns:
         The ``.tflite`` bytes.
@@ -32,8 +37,16 @@ def to_tflite(model: keras.Model, quantization: str = "float") -> bytes:
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {quantization!r}; known: {', '.join(QUANTIZATIONS)}")
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if quantization == "dynamic":
+    if quantization != "float":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantization == "int8":
+        if representative is None or len(representative) == 0:
+            raise ValueError("int8 quantization needs representative images")
+        converter.representative_dataset = lambda: ([representative[i : i + 1].astype(np.float32)]
+                                                    for i in range(len(representative)))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     return converter.convert()
 
 

@@ -273,9 +273,9 @@ def report_markdown(metrics, bench, convert, sparsity, prune, prepare, plotted, 
     ]
     for model, entry in convert.items():
         f = entry["tflite"]["float"]
+        diffs = ", ".join(f"{k} {v['max_abs_diff']:.1e}" for k, v in entry["tflite"].items())
         out.append(f"`{model}`: {entry['keras_layers']} Keras layers -> {f['ops']} TFLite ops "
-                   f"({', '.join(f'{k} x{c}' for k, c in f['op_types'].items())}); max |TFLite - Keras| "
-                   f"float {f['max_abs_diff']:.1e}, int8 {entry['tflite']['int8']['max_abs_diff']:.1e}.")
+                   f"({', '.join(f'{k} x{c}' for k, c in f['op_types'].items())}); max |TFLite - Keras| {diffs}.")
         out.append("")
     first = next(iter(convert.values()))["tflite"]["float"]["fusion"]
     out += ["| TFLite op | Keras layers |", "|---|---|"]

@@ -119,10 +119,15 @@ def summarize(exps: list[dict], variant: str) -> dict:
     changed_keys = sorted({k for e in exps for k, v in e["params"].items() if e["baseline"].get(k) != v})
     rows = []
     for e in exps:
-        v = e["metrics"]["variants"].get(variant)
+        variants = e["metrics"]["variants"]
+        chosen = variant
+        if variant == "fastest":  # each experiment's fastest variant (other than the baseline)
+            chosen = max((n for n in variants if n != e["metrics"].get("baseline")),
+                         key=lambda n: variants[n]["speedup_p50"])
+        v = variants.get(chosen)
         if v is None:
             continue
-        rows.append({"name": e["name"], "rev": e["rev"][:7],
+        rows.append({"name": e["name"], "rev": e["rev"][:7], "variant": chosen,
                      "params": {k: e["params"].get(k) for k in changed_keys},
                      "accuracy": v["accuracy"], "latency_p50_ms": v["latency_p50_ms"],
                      "gzip_bytes": v["gzip_bytes"], "sparsity": v["sparsity"], "speedup_p50": v["speedup_p50"]})
@@ -156,14 +161,16 @@ def markdown(summary: dict, figures: str) -> str:
     out = [
         "# Sweep summary",
         "",
-        f"{len(rows)} experiments; metrics of `{summary['variant']}`. Pick one with `dvc exp apply NAME`.",
+        f"{len(rows)} experiments; metrics of `{summary['variant']}`"
+        + (" (each experiment's fastest variant)" if summary["variant"] == "fastest" else "")
+        + ". Pick one with `dvc exp apply NAME`.",
         "",
-        "| experiment | rev | " + " | ".join(keys) + " | accuracy | p50 ms | speedup p50 | gzip B | sparsity |",
-        "|---" * (len(keys) + 7) + "|",
+        "| experiment | rev | " + " | ".join(keys) + " | variant | accuracy | p50 ms | speedup p50 | gzip B | sparsity |",
+        "|---" * (len(keys) + 8) + "|",
     ]
     for r in sorted(rows, key=lambda r: r["latency_p50_ms"]):
         cells = " | ".join(str(r["params"][k]) for k in keys)
-        out.append(f"| {r['name']} | {r['rev']} | {cells}{' | ' if keys else ''}{r['accuracy']:.4f} | "
+        out.append(f"| {r['name']} | {r['rev']} | {cells}{' | ' if keys else ''}{r['variant']} | {r['accuracy']:.4f} | "
                    f"{r['latency_p50_ms']:.3f} | {r['speedup_p50']:.2f}x | {r['gzip_bytes']:,} | {r['sparsity']:.3f} |")
     out += [
         "",
@@ -220,7 +227,8 @@ def main(argv: list[str] | None = None) -> None:
     r = sub.add_parser("report", help="summarise every finished experiment")
     r.add_argument("--out", default="reports/sweep.md")
     r.add_argument("--figures", default="reports/sweep")
-    r.add_argument("--variant", default="pruned_tflite_int8")
+    r.add_argument("--variant", default="pruned_tflite_int8",
+                   help="variant whose metrics to compare, or 'fastest' (each experiment's fastest)")
     args = ap.parse_args(argv)
     if args.command == "queue":
         n = validate(args.overrides)
