@@ -165,11 +165,13 @@ def markdown(summary: dict, figures: str) -> str:
         + (" (each experiment's fastest variant)" if summary["variant"] == "fastest" else "")
         + ". Pick one with `dvc exp apply NAME`.",
         "",
+        "(`—`: the parameter did not exist at the experiment's commit.)",
+        "",
         "| experiment | rev | " + " | ".join(keys) + " | variant | accuracy | p50 ms | speedup p50 | gzip B | sparsity |",
         "|---" * (len(keys) + 8) + "|",
     ]
     for r in sorted(rows, key=lambda r: r["latency_p50_ms"]):
-        cells = " | ".join(str(r["params"][k]) for k in keys)
+        cells = " | ".join("—" if r["params"][k] is None else str(r["params"][k]) for k in keys)  # — : not a parameter at that commit
         out.append(f"| {r['name']} | {r['rev']} | {cells}{' | ' if keys else ''}{r['variant']} | {r['accuracy']:.4f} | "
                    f"{r['latency_p50_ms']:.3f} | {r['speedup_p50']:.2f}x | {r['gzip_bytes']:,} | {r['sparsity']:.3f} |")
     out += [
