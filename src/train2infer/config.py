@@ -167,7 +167,7 @@ class EvaluateConfig:
     runs_per_round: int = 25
     block_warmup: int = 5
     batch_sizes: list[int] = field(default_factory=lambda: [1, 4, 16, 64])
-    throughput_seconds: float = 0.3
+    throughput_seconds: float = 1.0
     cv_threshold: float = 0.10
 
     def check(self) -> None:
