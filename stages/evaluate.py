@@ -26,7 +26,6 @@ Run:     dvc repro evaluate     (re-measure only: dvc repro --force --single-ite
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import tempfile

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_stage
+from conftest import run_stage
 from train2infer import data
 
 

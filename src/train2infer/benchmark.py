@@ -53,12 +53,7 @@ def latency(call: Callable[[], object], warmup_runs: int, timed_runs: int) -> di
     """
     for _ in range(warmup_runs):
         call()
-    samples = np.empty(timed_runs, dtype=np.float64)
-    for i in range(timed_runs):
-        t0 = time.perf_counter_ns()
-        call()
-        samples[i] = time.perf_counter_ns() - t0
-    ms = samples / 1e6
+    ms = np.asarray(timed_block(call, timed_runs))
     p50, p90, p99 = np.percentile(ms, [50, 90, 99])
     return {
         "p50_ms": float(p50),
@@ -109,18 +104,49 @@ def interleaved_latency(
     for name in names:
         for _ in range(warmup_runs):
             calls[name]()
+    samples, rounds = rotating_rounds(
+        names, lambda name: timed_block(calls[name], runs_per_round), min_runs, min_seconds, runs_per_round
+    )
+    return {n: {**summarize(samples[n]), "rounds": rounds} for n in names}
+
+
+def timed_block(call: Callable[[], object], runs: int) -> list[float]:
+    """``runs`` calls of ``call``, each timed on its own; milliseconds."""
+    samples = []
+    for _ in range(runs):
+        t0 = time.perf_counter_ns()
+        call()
+        samples.append((time.perf_counter_ns() - t0) / 1e6)
+    return samples
+
+
+def rotating_rounds(
+    names: list[str],
+    block: Callable[[str], list[float]],
+    min_runs: int,
+    min_seconds: float,
+    runs_per_round: int,
+) -> tuple[dict[str, list[float]], int]:
+    """Interleave timed blocks of several variants in rounds whose order rotates.
+
+    Args:
+        names: Variants, in their first-round order.
+        block: Times one block of ``runs_per_round`` calls of a variant; its samples.
+        min_runs: Rounds continue until every variant has this many samples ...
+        min_seconds: ... and the rounds have lasted this long in all.
+        runs_per_round: Samples one block yields.
+
+    Returns:
+        ``(samples per variant, rounds)``.
+    """
     samples: dict[str, list[float]] = {n: [] for n in names}
     rounds, start = 0, time.perf_counter()
     while rounds * runs_per_round < min_runs or time.perf_counter() - start < min_seconds:
         k = rounds % len(names)
         for name in names[k:] + names[:k]:
-            call, bucket = calls[name], samples[name]
-            for _ in range(runs_per_round):
-                t0 = time.perf_counter_ns()
-                call()
-                bucket.append((time.perf_counter_ns() - t0) / 1e6)
+            samples[name] += block(name)
         rounds += 1
-    return {n: {**summarize(samples[n]), "rounds": rounds} for n in names}
+    return samples, rounds
 
 
 def throughput(call: Callable[[], object], batch: int, warmup_runs: int, min_seconds: float, min_runs: int = 5) -> float:

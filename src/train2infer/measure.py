@@ -129,12 +129,7 @@ def worker(kind: str, path: str, threads: int, input_path: str, warmup: int) -> 
         if op == "latency":
             for _ in range(int(req.get("warmup", 0))):  # re-warm caches after another worker ran
                 call()
-            samples = []
-            for _ in range(int(req["runs"])):
-                t0 = time.perf_counter_ns()
-                call()
-                samples.append((time.perf_counter_ns() - t0) / 1e6)
-            reply({"samples_ms": samples})
+            reply({"samples_ms": benchmark.timed_block(call, int(req["runs"]))})
         elif op == "memory":
             cur, peak = _rss()
             mem = {"runtime_rss_bytes": runtime_rss, "rss_bytes": cur, "peak_rss_bytes": peak}
@@ -231,14 +226,13 @@ def measure_variants(
         for name, (kind, path) in variants.items():
             workers[name] = Worker(name, kind, path, threads, input_path, warmup_runs)
         names = list(workers)
-        samples = {n: [] for n in names}
-        rounds, start = 0, time.perf_counter()
-        while rounds * runs_per_round < min_runs or time.perf_counter() - start < min_seconds:
-            k = rounds % len(names)
-            for name in names[k:] + names[:k]:
-                samples[name] += workers[name].ask("samples_ms", op="latency", runs=runs_per_round, warmup=block_warmup)["samples_ms"]
-                time.sleep(cooldown_seconds)
-            rounds += 1
+
+        def block(name: str) -> list[float]:
+            got = workers[name].ask("samples_ms", op="latency", runs=runs_per_round, warmup=block_warmup)
+            time.sleep(cooldown_seconds)
+            return got["samples_ms"]
+
+        samples, rounds = benchmark.rotating_rounds(names, block, min_runs, min_seconds, runs_per_round)
         result = {"threads": threads, "rounds": rounds, "variants": {}}
         for name in names:
             memory = workers[name].ask("peak_rss_bytes", op="memory")
