@@ -62,9 +62,9 @@ def tiny_cfg():
 @pytest.fixture(scope="session")
 def digits(tiny_cfg):
     """Prepared tiny digits splits: {"train": (x, y), "val": ..., "test": ...}, class names."""
-    from train2infer import data
+    from train2infer import data, sources
 
-    images, labels, names = data.load_digits(tiny_cfg.data.image_size, tiny_cfg.data.channels)
+    images, labels, names = sources.load_digits(tiny_cfg.data.image_size, tiny_cfg.data.channels)
     idx = data.stratified_split(labels, tiny_cfg.data.val_fraction, tiny_cfg.data.test_fraction, tiny_cfg.seed)
     return {s: (images[i], labels[i]) for s, i in idx.items()}, names
 
@@ -95,11 +95,11 @@ def trained(tiny_cfg, digits):
     return model
 
 
-def run_stage(name: str, args: list[str], cwd: Path, timeout: int = 600):
+def run_stage(name: str, args: list[str], cwd: Path, timeout: int = 600, env: dict | None = None):
     """Run a stage script as DVC would, in ``cwd``; returns the CompletedProcess."""
     import subprocess
 
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), **(env or {}))
     return subprocess.run(
         [sys.executable, str(ROOT / "stages" / f"{name}.py"), *args],
         cwd=cwd,

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from conftest import run_stage
-from train2infer import data
+from train2infer import data, sources
 
 
 def test_digits_are_real_resized_images():
-    x, y, names = data.load_digits(20, 3)
+    x, y, names = sources.load_digits(20, 3)
     assert x.shape == (1797, 20, 20, 3) and x.dtype == np.uint8
     assert names == [str(i) for i in range(10)]
     assert np.bincount(y).min() >= 170  # every digit is present in bulk
@@ -19,7 +19,7 @@ def test_digits_are_real_resized_images():
 
 
 def test_split_is_stratified_disjoint_and_seeded():
-    _, y, _ = data.load_digits(8, 1)
+    _, y, _ = sources.load_digits(8, 1)
     idx = data.stratified_split(y, 0.15, 0.15, seed=7)
     all_idx = np.concatenate(list(idx.values()))
     assert len(all_idx) == len(y) and len(np.unique(all_idx)) == len(y)
@@ -34,7 +34,7 @@ def test_split_is_stratified_disjoint_and_seeded():
 
 def test_split_refuses_a_class_too_small():
     y = np.array([0] * 20 + [1] * 2)
-    with pytest.raises(data.DataError, match="class 1 has 2 examples"):
+    with pytest.raises(data.DataError, match="class 1 has 2 examples.*needs at least 4"):
         data.stratified_split(y, 0.15, 0.15, seed=0)
 
 

@@ -20,7 +20,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 from train2infer import Train2InferError
 
-DATA_SOURCES = ("digits",)
+DATA_SOURCES = ("digits", "folder", "shapes", "keras")
+SHAPE_CLASSES = ("circle", "ellipse", "square", "rectangle", "triangle", "line", "cross", "star",
+                 "ring", "hexagon")
+KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10")
 MODELS = ("cnn",)
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 PRUNE_SCHEDULES = ("polynomial_decay", "constant_sparsity")
@@ -49,22 +52,103 @@ def _check_choice(section, key, value, choices):
 
 @dataclass
 class DataConfig:
-    """``data``: where images come from and how they are shaped and split."""
+    """``data`` (``conf/data/digits.yaml``): where images come from and how they are shaped and split.
+
+    ``path`` is the folder the prepare stage reads and DVC tracks as its dependency
+    (``dvc.yaml`` interpolates it). Sources that read no files (digits, shapes, keras)
+    point it at ``data/sources``, a small tracked folder, so the dependency always exists.
+    """
 
     name: str = "digits"
+    path: str = "data/sources"
     image_size: int = 32
     channels: int = 1
     val_fraction: float = 0.15
-    test_fraction: float = 0.15
+    test_fraction: Any = 0.15  # a float; None only for data=keras
 
     def check(self) -> None:
         _check_choice("data", "name", self.name, DATA_SOURCES)
+        if not str(self.path).strip():
+            _fail("data", "path", self.path, "must name a folder")
         _check_range("data", "image_size", self.image_size, lo=1)
         _check_choice("data", "channels", self.channels, (1, 3))
         _check_range("data", "val_fraction", self.val_fraction, lo=0, hi=1, lo_open=True, hi_open=True)
+        if self.test_fraction is None:  # only data=keras, which keeps the dataset's own test split
+            return
         _check_range("data", "test_fraction", self.test_fraction, lo=0, hi=1, lo_open=True, hi_open=True)
         if self.val_fraction + self.test_fraction >= 1:
             _fail("data", "test_fraction", self.test_fraction, "plus data.val_fraction must be < 1")
+
+
+@dataclass
+class FolderDataConfig(DataConfig):
+    """``data=folder``: an image tree ``path/<class name>/*.png|jpg|jpeg|bmp|gif``."""
+
+    name: str = "folder"
+    path: str = "data/images"
+    channels: int = 3
+    workers: int = 0  # decode processes; 0 = one per core
+
+    def check(self) -> None:
+        super().check()
+        _check_range("data", "workers", self.workers, lo=0)
+
+
+@dataclass
+class ShapesDataConfig(DataConfig):
+    """``data=shapes``: procedurally drawn geometric shapes, deterministic by ``seed``."""
+
+    name: str = "shapes"
+    image_size: int = 64
+    channels: int = 3
+    count: int = 50000
+    classes: list[str] = field(default_factory=lambda: list(SHAPE_CLASSES))
+    min_size: float = 0.35  # shape radius range, as a fraction of the image side
+    max_size: float = 0.48
+    noise: float = 0.08  # std of the Gaussian pixel noise, as a fraction of 255
+    workers: int = 0
+
+    def check(self) -> None:
+        super().check()
+        _check_range("data", "count", self.count, lo=1)
+        if len(self.classes) < 2:
+            _fail("data", "classes", list(self.classes), "must list at least two shapes")
+        for i, c in enumerate(self.classes):
+            _check_choice("data", f"classes[{i}]", c, SHAPE_CLASSES)
+        if len(set(self.classes)) != len(self.classes):
+            _fail("data", "classes", list(self.classes), "must not repeat a shape")
+        _check_range("data", "min_size", self.min_size, lo=0, hi=0.5, lo_open=True)
+        _check_range("data", "max_size", self.max_size, lo=self.min_size, hi=0.5)
+        _check_range("data", "noise", self.noise, lo=0, hi=1)
+        _check_range("data", "workers", self.workers, lo=0)
+
+
+@dataclass
+class KerasDataConfig(DataConfig):
+    """``data=keras``: a ``tf_keras.datasets`` dataset; its own test split is the test split."""
+
+    name: str = "keras"
+    dataset: str = "mnist"
+    cache_dir: Any = None  # None: $KERAS_HOME or ~/.keras, as Keras does
+    image_size: int = 28
+    test_fraction: Any = None  # unused: the dataset's own test split is kept
+
+    def check(self) -> None:
+        _check_choice("data", "dataset", self.dataset, KERAS_DATASETS)
+        if self.test_fraction is not None:
+            _fail("data", "test_fraction", self.test_fraction,
+                  "is not used by data=keras (the dataset's own test split is the test split); remove it")
+        super().check()
+        if self.cache_dir is not None and not isinstance(self.cache_dir, str):
+            _fail("data", "cache_dir", self.cache_dir, "must be a folder path or null")
+
+
+DATA_SCHEMAS: dict[str, type] = {
+    "digits": DataConfig,
+    "folder": FolderDataConfig,
+    "shapes": ShapesDataConfig,
+    "keras": KerasDataConfig,
+}
 
 
 @dataclass
@@ -235,6 +319,10 @@ def section(params: DictConfig | dict, name: str):
         params = OmegaConf.create(params)
     if name not in params or params[name] is None:
         raise ConfigError(f"params: section '{name}' is missing")
+    if name == "data":  # one schema per data source (conf/data/<source>.yaml)
+        source = params[name].get("name", "digits") if isinstance(params[name], DictConfig) else None
+        _check_choice("data", "name", source, DATA_SOURCES)
+        schema = DATA_SCHEMAS[source]
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), params[name])
         obj = OmegaConf.to_object(merged)

@@ -26,54 +26,47 @@ class DataError(Train2InferError):
     """Input data is missing, corrupt or unusable."""
 
 
-def load_digits(image_size: int, channels: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """scikit-learn's bundled handwritten digits, resized (no network needed).
-
-    Args:
-        image_size: Output height and width.
-        channels: 1 for grayscale, 3 to replicate gray into RGB.
-
-    Returns:
-        ``(images, labels, class_names)``: uint8 N x S x S x C images, int64 labels,
-        and the names ``"0"`` … ``"9"``.
-    """
-    from sklearn.datasets import load_digits as sk_load_digits
-
-    bunch = sk_load_digits()
-    # Pixel values are 0..16; scale to the full 8-bit range before resizing.
-    raw = np.clip(np.rint(bunch.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
-    images = resize_images(raw[..., None], image_size)
-    if channels == 3:
-        images = np.repeat(images, 3, axis=-1)
-    names = [str(int(n)) for n in bunch.target_names]
-    return images, bunch.target.astype(np.int64), names
-
-
 def resize_images(images: np.ndarray, size: int) -> np.ndarray:
-    """Resize uint8 N x H x W x C images to N x size x size x C with bilinear filtering."""
+    """Resize uint8 N x H x W x C images (C = 1 or 3) to N x size x size x C, bilinear."""
     from PIL import Image
 
     n, h, w, c = images.shape
     if (h, w) == (size, size):
         return images.copy()
     out = np.empty((n, size, size, c), dtype=np.uint8)
+    mode = {1: "L", 3: "RGB"}[c]
     for i in range(n):
-        for ch in range(c):
-            img = Image.fromarray(images[i, :, :, ch], mode="L")
-            out[i, :, :, ch] = np.asarray(img.resize((size, size), Image.BILINEAR))
+        img = Image.fromarray(images[i] if c == 3 else images[i, :, :, 0], mode=mode)
+        out[i] = np.asarray(img.resize((size, size), Image.BILINEAR)).reshape(size, size, c)
     return out
 
 
+def min_class_size(val_fraction: float, test_fraction: float) -> int:
+    """The fewest examples a class needs for one in each non-empty split (rounding as the split does)."""
+    n = 1
+    while True:
+        n_test, n_val = int(round(n * test_fraction)), int(round(n * val_fraction))
+        if (n_test >= 1 or test_fraction == 0) and n_val >= 1 and n - n_test - n_val >= 1:
+            return n
+        n += 1
+
+
 def stratified_split(
-    labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int
+    labels: np.ndarray,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    class_names: Sequence[str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Indices of a stratified train/val/test split, deterministic for a seed.
 
     Args:
         labels: Integer class label per example.
         val_fraction: Share of each class for validation.
-        test_fraction: Share of each class for testing.
+        test_fraction: Share of each class for testing (0: no test split, e.g. when the
+            source has its own).
         seed: Random seed.
+        class_names: Names for error messages (default: the label numbers).
 
     Returns:
         ``{"train": idx, "val": idx, "test": idx}``, each sorted.
@@ -88,10 +81,13 @@ def stratified_split(
         n = len(idx)
         n_test = int(round(n * test_fraction))
         n_val = int(round(n * val_fraction))
-        if n_test < 1 or n_val < 1 or n - n_test - n_val < 1:
+        if (n_test < 1 and test_fraction > 0) or n_val < 1 or n - n_test - n_val < 1:
+            name = class_names[int(cls)] if class_names is not None else int(cls)
+            need = min_class_size(val_fraction, test_fraction)
             raise DataError(
-                f"class {cls} has {n} examples, too few for a train/val/test split with "
-                f"val_fraction={val_fraction} and test_fraction={test_fraction}"
+                f"class {name!r} has {n} example{'s' if n != 1 else ''}, too few for a train/val/test "
+                f"split with val_fraction={val_fraction} and test_fraction={test_fraction} "
+                f"(needs at least {need})"
             )
         idx = rng.permutation(idx)
         parts["test"].append(idx[:n_test])

@@ -1,0 +1,253 @@
+"""Data sources: image folders (every bad case), procedural shapes, Keras datasets offline."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+from PIL import Image
+
+from conftest import TINY, compose, run_stage
+from train2infer import config, data, shapes, sources
+
+
+def png_bytes(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def tree(root: Path, spec: dict[str, int], size=(20, 12), start=0) -> Path:
+    """root/<class>/img_i.png with ``spec[class]`` distinct RGB images per class."""
+    for k, (name, n) in enumerate(spec.items()):
+        d = root / name
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            a = np.full((size[1], size[0], 3), (40 * k + i) % 256, np.uint8)
+            Image.fromarray(a, "RGB").save(d / f"img_{start + i:03d}.png")
+    return root
+
+
+def folder_params(tmp_path: Path, root: Path, *extra: str) -> Path:
+    cfg = compose(TINY + ["data=folder", f"data.path={root}", "data.workers=1", *extra])
+    (tmp_path / "params.yaml").write_text(OmegaConf.to_yaml(cfg))
+    return tmp_path
+
+
+def prepare(tmp_path: Path):
+    proc = run_stage("prepare", ["--out", "d", "--summary", "r/summary.json"], tmp_path)
+    return proc, tmp_path / "d", tmp_path / "r" / "summary.json"
+
+
+def assert_failed_cleanly(proc, out: Path, summary: Path, *phrases: str):
+    assert proc.returncode == 2, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for p in phrases:
+        assert p in errors[0], (p, errors[0])
+    assert not out.exists() and not summary.exists()
+    assert not list(out.parent.glob(".t2i-staging-*"))
+
+
+# ---------------------------------------------------------------- folder: every mode
+
+
+def test_every_pil_mode_is_converted(tmp_path):
+    d = tmp_path / "root" / "x"
+    d.mkdir(parents=True)
+    gray = Image.fromarray(np.full((8, 8), 200, np.uint8), "L")
+    gray.save(d / "l.png")
+    Image.fromarray(np.full((8, 8, 3), (255, 0, 0), np.uint8), "RGB").save(d / "rgb.jpg", quality=100)
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 1] = 255
+    rgba[..., 3] = 128  # half transparent green over black -> (0, 128, 0)
+    Image.fromarray(rgba, "RGBA").save(d / "rgba.png")
+    Image.fromarray(np.full((8, 8, 3), (0, 0, 255), np.uint8)).convert("P").save(d / "palette.gif")
+    pal = Image.fromarray(np.full((8, 8, 3), (0, 0, 255), np.uint8)).convert("P")
+    pal.save(d / "palette_t.png", transparency=pal.getpixel((0, 0)))  # transparent -> black
+    Image.fromarray(np.full((8, 8), 65535, np.uint16)).save(d / "sixteen.png")  # 16-bit gray
+    Image.fromarray(np.full((8, 8, 3), (10, 20, 30), np.uint8)).save(d / "rgb.bmp")
+    Image.fromarray(np.full((8, 8, 3), (0, 255, 0), np.uint8)).convert("CMYK").save(d / "cmyk.jpg")
+
+    def rgb(name):
+        return sources.decode_image(d / name, 4, 3)[0, 0].tolist()
+
+    assert rgb("l.png") == [200, 200, 200]
+    assert all(abs(a - b) <= 2 for a, b in zip(rgb("rgb.jpg"), [255, 0, 0]))
+    assert rgb("rgba.png") == [0, 128, 0]
+    assert rgb("palette.gif") == [0, 0, 255]
+    assert rgb("palette_t.png") == [0, 0, 0]
+    assert rgb("sixteen.png") == [255, 255, 255]
+    assert rgb("rgb.bmp") == [10, 20, 30]
+    assert abs(rgb("cmyk.jpg")[1] - 255) <= 3
+    for name in ("l.png", "rgb.jpg", "rgba.png", "palette.gif", "sixteen.png", "cmyk.jpg"):
+        g = sources.decode_image(d / name, 5, 1)
+        assert g.shape == (5, 5, 1) and g.dtype == np.uint8
+    assert sources.decode_image(d / "rgb.bmp", 5, 1)[0, 0, 0] == round(0.299 * 10 + 0.587 * 20 + 0.114 * 30)
+
+
+def test_folder_loads_names_sizes_and_labels(tmp_path):
+    root = tree(tmp_path / "pets", {"dogs": 9, "cats": 8}, size=(31, 17))
+    x, y, names, report = sources.load_folder(root, 10, 1, workers=1)
+    assert names == ["cats", "dogs"]  # sorted folder names
+    assert x.shape == (17, 10, 10, 1) and np.bincount(y).tolist() == [8, 9]
+    assert report == {"skipped": [], "ignored": [], "empty_classes": []}
+    # Parallel decoding in worker processes gives the same pixels.
+    many = tree(tmp_path / "many", {"a": 150, "b": 150})
+    serial = sources.load_folder(many, 8, 3, workers=1)[0]
+    assert np.array_equal(sources.load_folder(many, 8, 3, workers=2)[0], serial)
+
+
+# ---------------------------------------------------------------- folder: bad data
+
+
+def test_unreadable_and_non_image_files_are_skipped_and_listed(tmp_path):
+    root = tree(tmp_path / "root", {"a": 10, "b": 10})
+    good = (root / "a" / "img_000.png").read_bytes()
+    (root / "a" / "truncated.png").write_bytes(good[: len(good) // 2])
+    (root / "b" / "random.jpg").write_bytes(os.urandom(300))
+    (root / "b" / "empty.png").write_bytes(b"")
+    (root / "b" / "notes.txt").write_text("not an image")
+    (root / "README.md").write_text("root file")
+    (root / "b" / ".DS_Store").write_bytes(b"hidden")
+    (root / "empty_class").mkdir()
+    proc, out, summary = prepare(folder_params(tmp_path, root))
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(summary.read_text())
+    assert sorted(e["file"] for e in s["skipped"]) == ["a/truncated.png", "b/empty.png", "b/random.jpg"]
+    assert all(e["reason"] for e in s["skipped"])
+    assert sorted(s["ignored"]) == ["README.md", "b/notes.txt"]
+    assert s["empty_classes"] == ["empty_class"]
+    assert s["class_names"] == ["a", "b"] and sum(s["sizes"].values()) == 20
+    assert data.load_meta(out)["class_names"] == ["a", "b"]
+    warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("warning:")]
+    assert len(warnings) == 3, proc.stderr
+    assert "skipped 3 unreadable" in warnings[0] and "a/truncated.png" in warnings[0]
+    assert "empty_class" in warnings[1] and "b/notes.txt" in warnings[2]
+
+
+@pytest.mark.parametrize(
+    "case, phrases",
+    [
+        ("missing", ["nowhere: folder not found"]),
+        ("empty_root", ["no class folders"]),
+        ("file_root", ["not a folder"]),
+        ("single_class", ["at least 2 class folders with images, found 1 (only)"]),
+        ("empty_classes", ["found 0", "no image files in a, b"]),
+        ("one_plus_empty", ["found 1 (a)", "no image files in b"]),
+        ("too_small", ["class 'small' has 3 examples", "needs at least 4"]),
+        ("all_corrupt", ["class 'bad' has no readable image (2 file(s)", "bad/x0.png"]),
+        ("too_small_after_skips", ["class 'b' has 3 examples", "needs at least 4"]),
+    ],
+)
+def test_unusable_folders_fail_with_one_line_and_no_outputs(tmp_path, case, phrases):
+    root = tmp_path / "root"
+    if case == "missing":
+        root = tmp_path / "nowhere"
+    elif case == "empty_root":
+        root.mkdir()
+    elif case == "file_root":
+        root.write_text("x")
+    elif case == "single_class":
+        tree(root, {"only": 12})
+    elif case == "empty_classes":
+        (root / "a").mkdir(parents=True)
+        (root / "b").mkdir()
+        (root / "b" / "notes.txt").write_text("x")
+    elif case == "one_plus_empty":
+        tree(root, {"a": 12})
+        (root / "b").mkdir()
+    elif case == "too_small":
+        tree(root, {"big": 12, "small": 3})
+    elif case == "all_corrupt":
+        tree(root, {"good": 12})
+        (root / "bad").mkdir()
+        for i in range(2):
+            (root / "bad" / f"x{i}.png").write_bytes(b"\x89PNG garbage")
+    elif case == "too_small_after_skips":
+        tree(root, {"a": 12, "b": 3})
+        for i in range(4):
+            (root / "b" / f"broken{i}.png").write_bytes(b"GIF89a")
+    proc, out, summary = prepare(folder_params(tmp_path, root))
+    assert_failed_cleanly(proc, out, summary, *phrases)
+
+
+def test_min_class_size_matches_the_split():
+    for vf, tf in ((0.15, 0.15), (0.1, 0.2), (0.3, 0.3), (0.1, 0.0)):
+        need = data.min_class_size(vf, tf)
+        data.stratified_split(np.zeros(need, np.int64), vf, tf, 0)
+        with pytest.raises(data.DataError, match=f"needs at least {need}"):
+            data.stratified_split(np.zeros(need - 1, np.int64), vf, tf, 0)
+
+
+# ---------------------------------------------------------------- shapes
+
+
+def test_shapes_are_deterministic_balanced_and_distinct():
+    names = list(config.SHAPE_CLASSES)
+    x, y, got = shapes.generate(60, 24, 3, names, seed=5, workers=1)
+    assert got == names and x.shape == (60, 24, 24, 3) and x.dtype == np.uint8
+    assert np.bincount(y).tolist() == [6] * 10
+    head, _, _ = shapes.generate(20, 24, 3, names, seed=5, workers=1)
+    assert np.array_equal(head, x[:20])  # image i depends only on (seed, i)
+    other, _, _ = shapes.generate(20, 24, 3, names, seed=6, workers=1)
+    assert not np.array_equal(other, head)
+    par, _, _ = shapes.generate(4100, 16, 1, ["circle", "line"], seed=5, workers=2)
+    ser, _, _ = shapes.generate(4100, 16, 1, ["circle", "line"], seed=5, workers=1)
+    assert np.array_equal(par, ser) and par.shape == (4100, 16, 16, 1)
+    # Noise-free shapes: a filled circle covers far more pixels than a line.
+    rng = np.random.default_rng(0)
+    circle = shapes.draw_shape("circle", 32, rng, 0.4, 0.4, 0.0)
+    line = shapes.draw_shape("line", 32, rng, 0.4, 0.4, 0.0)
+
+    def foreground(img):
+        return int((np.abs(img.astype(int) - img[0, 0].astype(int)).sum(-1) > 0).sum())
+
+    assert foreground(circle) > 3 * foreground(line) > 0
+
+
+def test_shapes_config_is_checked():
+    with pytest.raises(config.ConfigError, match=r"data.classes\[1\]='blob' is not one of"):
+        config.section(compose(["data=shapes", "data.classes=[circle,blob]"]), "data")
+    with pytest.raises(config.ConfigError, match="data.max_size=0.6 must be <= 0.5"):
+        config.section(compose(["data=shapes", "data.max_size=0.6"]), "data")
+    with pytest.raises(config.ConfigError, match="data.bogus"):
+        config.section(compose(["data=shapes", "+data.bogus=1"]), "data")
+
+
+def test_shapes_stage_is_trainable_data(tmp_path):
+    cfg = compose(TINY + ["data=shapes", "data.count=400", "data.image_size=16", "data.workers=1"])
+    (tmp_path / "params.yaml").write_text(OmegaConf.to_yaml(cfg))
+    proc, out, summary = prepare(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(summary.read_text())
+    assert s["class_names"] == list(config.SHAPE_CLASSES) and s["image_shape"] == [16, 16, 3]
+    assert s["sizes"] == {"train": 280, "val": 60, "test": 60}
+    assert all(v == 6 for v in s["counts"]["test"].values())
+
+
+# ---------------------------------------------------------------- keras
+
+
+def test_keras_offline_and_not_cached_is_one_clear_line(tmp_path):
+    cfg = compose(TINY + ["data=keras", "data.dataset=fashion_mnist", f"data.cache_dir={tmp_path / 'kc'}"])
+    (tmp_path / "params.yaml").write_text(OmegaConf.to_yaml(cfg))
+    env = {"HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}  # no network, fast
+    proc = run_stage("prepare", ["--out", "d", "--summary", "r/summary.json"], tmp_path, env=env)
+    assert_failed_cleanly(proc, tmp_path / "d", tmp_path / "r" / "summary.json",
+                          "data.dataset=fashion_mnist: not in the Keras cache", str(tmp_path / "kc"),
+                          "download failed")
+
+
+def test_keras_config_keeps_the_official_test_split():
+    cfg = config.section(compose(["data=keras"]), "data")
+    assert cfg.dataset == "mnist" and cfg.test_fraction is None
+    with pytest.raises(config.ConfigError, match="data.test_fraction=0.2 is not used by data=keras"):
+        config.section(compose(["data=keras", "+data.test_fraction=0.2"]), "data")
+    with pytest.raises(config.ConfigError, match="data.dataset='imagenet' is not one of"):
+        config.section(compose(["data=keras", "data.dataset=imagenet"]), "data")
