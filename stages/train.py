@@ -3,7 +3,8 @@
 Reads:   params.yaml (sections ``model``, ``train``, ``seed``); --data prepared folder.
 Writes:  --model ``.keras`` file (float32, no optimizer state); --reports folder with
          DVCLive per-epoch metrics (``metrics.json``, ``plots/metrics/``) and
-         ``throughput.json`` (steady-state training images/s, per replica).
+         ``throughput.json`` (steady-state training images/s, per replica, and the
+         images/s the input pipeline alone delivers: the trainer's headroom).
 Devices: ``train.strategy`` picks a tf.distribute strategy (GPU when present); the batch
          size is per replica and the learning rate scales with the replica count. With
          ``multi_worker`` run the same command on every worker with its ``TF_CONFIG``;
@@ -99,6 +100,10 @@ def main(argv: list[str] | None = None) -> None:
             model = training.as_float32(model, build)
             val_acc = training.accuracy(model, *val_xy)
             speed = training.throughput(timer.seconds, len(train_xy[0]), info["replicas"])
+            feed = data.input_throughput(  # the same pipeline fit() read, timed alone
+                data.make_dataset(*train_xy, info["global_batch_size"], shuffle=True, seed=seed), min_seconds=1.0)
+            speed["input_images_per_second"] = feed["images_per_second"]
+            speed["input_headroom"] = round(feed["images_per_second"] / speed["images_per_second"], 1)
             live.summary.update(
                 {
                     "val_accuracy_inference": val_acc,
@@ -122,7 +127,8 @@ def main(argv: list[str] | None = None) -> None:
         desc = distribute.describe(strategy)
         resumed = f" (resumed at epoch {logger.resumed_from_epoch})" if logger.resumed_from_epoch else ""
         print(f"train: {desc['strategy']} x{desc['replicas']}, {tcfg.epochs} epochs in {seconds:.1f}s"
-              f"{resumed}, {speed['images_per_second_per_replica']:.0f} images/s per replica, "
+              f"{resumed}, {speed['images_per_second_per_replica']:.0f} images/s per replica (input pipeline "
+              f"{speed['input_images_per_second']:,.0f} images/s, {speed['input_headroom']:.0f}x), "
               f"val accuracy {val_acc:.4f} -> {args.model}")
 
 

@@ -221,14 +221,15 @@ def test_shapes_config_is_checked():
 
 
 def test_shapes_stage_is_trainable_data(tmp_path):
-    cfg = compose(TINY + ["data=shapes", "data.count=400", "data.image_size=16", "data.workers=1"])
+    cfg = compose(TINY + ["data=shapes", "data.count=600", "data.image_size=16", "data.workers=1"])
     (tmp_path / "params.yaml").write_text(OmegaConf.to_yaml(cfg))
     proc, out, summary = prepare(tmp_path)
     assert proc.returncode == 0, proc.stderr
     s = json.loads(summary.read_text())
-    assert s["class_names"] == list(config.SHAPE_CLASSES) and s["image_shape"] == [16, 16, 3]
-    assert s["sizes"] == {"train": 280, "val": 60, "test": 60}
-    assert all(v == 6 for v in s["counts"]["test"].values())
+    assert s["class_names"] == ["circle", "rectangle", "triangle", "line", "cross", "star"]
+    assert s["image_shape"] == [16, 16, 3]
+    assert s["sizes"] == {"train": 420, "val": 90, "test": 90}
+    assert list(s["counts"]["test"].values()) == [15] * 6
 
 
 # ---------------------------------------------------------------- keras

@@ -102,7 +102,7 @@ class ShapesDataConfig(DataConfig):
     image_size: int = 64
     channels: int = 3
     count: int = 50000
-    classes: list[str] = field(default_factory=lambda: list(SHAPE_CLASSES))
+    classes: list[str] = field(default_factory=lambda: ["circle", "rectangle", "triangle", "line", "cross", "star"])
     min_size: float = 0.35  # shape radius range, as a fraction of the image side
     max_size: float = 0.48
     noise: float = 0.08  # std of the Gaussian pixel noise, as a fraction of 255

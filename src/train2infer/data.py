@@ -187,3 +187,31 @@ def make_dataset(
     # In-memory data has no files to shard: multi-worker training shards by element.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def input_throughput(dataset, min_seconds: float = 1.0) -> dict:
+    """Images/s the input pipeline alone delivers, after one pass that fills its cache.
+
+    A benchmark for "does the input keep the trainer busy": compare with the training
+    throughput (the trainer consumes images far slower than this when the answer is yes).
+
+    Args:
+        dataset: A batched ``tf.data.Dataset`` of ``(images, labels)``, finite.
+        min_seconds: Keep re-reading it until this much time has passed (at least one pass).
+
+    Returns:
+        ``{"images_per_second", "passes", "seconds"}``.
+    """
+    import time
+
+    for _ in dataset:  # warm-up pass: traces the map function and fills the cache
+        pass
+    images, passes, start = 0, 0, time.perf_counter()
+    while True:
+        for xb, _ in dataset:
+            images += int(xb.shape[0])
+        passes += 1
+        seconds = time.perf_counter() - start
+        if seconds >= min_seconds:
+            break
+    return {"images_per_second": round(images / seconds, 1), "passes": passes, "seconds": round(seconds, 3)}

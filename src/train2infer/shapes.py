@@ -163,3 +163,42 @@ def generate(
     images = np.concatenate(parts) if parts else np.zeros((0, image_size, image_size, channels), np.uint8)
     labels = np.arange(count, dtype=np.int64) % len(classes)
     return images, labels, classes
+
+
+def write_folder(root, images: np.ndarray, labels: np.ndarray, class_names: Sequence[str]) -> int:
+    """Write images as an image tree ``root/<class name>/<index>.png`` (the ``folder`` source's layout).
+
+    Returns:
+        The number of files written.
+    """
+    from pathlib import Path
+
+    from PIL import Image
+
+    root = Path(root)
+    for name in class_names:
+        (root / name).mkdir(parents=True, exist_ok=True)
+    for i, (img, y) in enumerate(zip(images, labels)):
+        Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(root / class_names[int(y)] / f"{i:06d}.png")
+    return len(images)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m train2infer.shapes ROOT``: write shapes as PNG class folders, to try ``data=folder``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("root")
+    ap.add_argument("--count", type=int, default=10000)
+    ap.add_argument("--image-size", type=int, default=28)
+    ap.add_argument("--channels", type=int, choices=(1, 3), default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    x, y, names = generate(args.count, args.image_size, args.channels, SHAPE_CLASSES, args.seed)
+    n = write_folder(args.root, x, y, names)
+    print(f"wrote {n} {args.image_size}x{args.image_size}x{args.channels} PNGs in {len(names)} class folders "
+          f"under {args.root}")
+
+
+if __name__ == "__main__":
+    main()
