@@ -10,7 +10,8 @@ Reads:   params.yaml (section ``evaluate``); --data prepared folder (test split)
          written by convert.
 Writes:  --metrics JSON ``{"baseline", "machine", "variants": {NAME: {accuracy,
          latency_p50_ms, latency_p90_ms, latency_p99_ms, …, speedup_p50, gzip_ratio}}}``;
-         --plots folder: ``benchmark.json`` (every measurement, per thread count),
+         --plots folder: ``benchmark.json`` (every measurement, per thread count, and the
+         accuracy per class name of every variant),
          ``tradeoff.json`` (accuracy vs latency), ``latency.json``, ``throughput.json``.
 Method:  see train2infer.benchmark and train2infer.measure: per thread count
          (``evaluate.threads``; 0 = all cores), one fresh process per variant, timed in
@@ -75,12 +76,15 @@ def main(argv: list[str] | None = None) -> None:
 
     keras_models = {"trained": models.load_model(args.trained), "pruned": models.load_model(args.pruned)}
     macs = {name: benchmark.layer_macs(m) for name, m in keras_models.items()}
-    accuracy, sparsity = {}, {}
-    accuracy[BASELINE] = float(np.mean(np.argmax(keras_models["trained"].predict(x, verbose=0), -1) == y_test))
+    sparsity = {}
+    class_names = data.load_meta(args.data)["class_names"]
+    predicted = {BASELINE: np.argmax(keras_models["trained"].predict(x, verbose=0), -1)}
     sparsity[BASELINE] = pruning.overall_sparsity(keras_models["trained"])
     for v in TFLITE_VARIANTS:
-        accuracy[v] = float(np.mean(np.argmax(conversion.run_tflite(paths[v], x), -1) == y_test))
+        predicted[v] = np.argmax(conversion.run_tflite(paths[v], x), -1)
         sparsity[v] = conversion.tflite_sparsity(paths[v])
+    accuracy = {v: float(np.mean(p == y_test)) for v, p in predicted.items()}
+    per_class = {v: reporting.per_class_accuracy(y_test, p, class_names) for v, p in predicted.items()}
 
     from train2infer import measure
 
@@ -136,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
         "peaks": {str(t): p for t, p in peaks.items()},
         "memory": memory,
         "macs": macs,
+        "per_class": per_class,
         "cv_flagged": sorted({n for r in runs.values() for n, v in r["variants"].items()
                               if v["latency"]["cv"] > cfg.cv_threshold}),
     }

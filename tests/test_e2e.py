@@ -95,3 +95,26 @@ def test_exp_run_reruns_only_downstream_of_prune_and_shows_metrics(repo):
     assert "variants.pruned_tflite_float.sparsity" in json.loads(diff)["reports/metrics.json"]
     html = dvc("plots", "show", "-o", str(dst / "plots_out"), cwd=dst)
     assert (dst / "plots_out" / "index.html").stat().st_size > 0, html.stderr
+
+
+@pytest.mark.slow
+def test_a_dvc_added_image_folder_is_a_dependency_of_prepare(tmp_path):
+    """`dvc add` a folder of images, point data.path at it; adding images re-runs prepare."""
+    from test_sources import tree
+
+    dst = make_project(tmp_path / "proj", TINY + ["data=folder", "data.path=data/images/pets", "data.workers=1"])
+    pets = tree(dst / "data" / "images" / "pets", {"cats": 12, "dogs": 12})
+    dvc("add", "data/images/pets", cwd=dst)
+    git("add", "-A", cwd=dst)
+    git("commit", "-qm", "images", cwd=dst)
+    assert _ran(dvc("repro", "prepare", cwd=dst).stdout) == ["prepare"]
+    summary = json.loads((dst / "reports" / "prepare" / "summary.json").read_text())
+    assert summary["class_names"] == ["cats", "dogs"] and sum(summary["sizes"].values()) == 24
+    assert _ran(dvc("repro", "prepare", cwd=dst).stdout) == []
+
+    tree(pets, {"cats": 4, "dogs": 4}, start=100)  # new images in both classes
+    dvc("add", "data/images/pets", cwd=dst)
+    assert "prepare" in dvc("status", "prepare", cwd=dst).stdout
+    assert _ran(dvc("repro", "prepare", cwd=dst).stdout) == ["prepare"]
+    summary = json.loads((dst / "reports" / "prepare" / "summary.json").read_text())
+    assert sum(summary["sizes"].values()) == 32

@@ -17,6 +17,14 @@ def test_pareto_front():
     assert plots.pareto_front(pts) == ["tie_faster", "mid", "slow_good"]
 
 
+def test_per_class_accuracy_is_reported_by_class_name():
+    got = reporting.per_class_accuracy([0, 0, 1, 1, 1, 2], [0, 1, 1, 1, 0, 2], ["cats", "dogs", "owls"])
+    assert got == {"cats": {"n": 2, "accuracy": 0.5}, "dogs": {"n": 3, "accuracy": 0.6667},
+                   "owls": {"n": 1, "accuracy": 1.0}}
+    table = reporting.per_class_markdown({"a": got, "b": got}, {"skipped": [{"file": "x", "reason": "y"}]})
+    assert "| dogs | 3 | 0.667 | 0.667 |" in table and any("skipped 1 unreadable" in r for r in table)
+
+
 def parse_summary_table(markdown: str) -> dict[str, dict[str, str]]:
     """The first Markdown table of the report: variant -> column title -> cell."""
     lines = markdown.splitlines()
@@ -51,5 +59,12 @@ def check_report(folder, metrics: dict) -> None:
         assert acc == metrics["variants"][name]["accuracy"]
     assert plotted["roofline"]["achieved"] == {n: v["gflops_achieved"] for n, v in metrics["variants"].items()}
     assert plotted["sizes"]["gzip_kib"] == pytest.approx({n: v["gzip_bytes"] / 1024 for n, v in metrics["variants"].items()})
+    bench = json.loads((folder / "evaluate" / "benchmark.json").read_text())
+    for name, classes in bench["per_class"].items():  # per-class rows carry the class names
+        total = sum(c["n"] * c["accuracy"] for c in classes.values())
+        assert total / sum(c["n"] for c in classes.values()) == pytest.approx(metrics["variants"][name]["accuracy"],
+                                                                              abs=1e-3)
+    names = list(next(iter(bench["per_class"].values())))
+    assert all(f"| {c} |" in text for c in names)
     front = plotted["pareto"]["frontier"]
     assert front and all(f"`{n}`" in text for n in front)

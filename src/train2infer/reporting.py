@@ -282,7 +282,40 @@ def report_markdown(metrics, bench, convert, sparsity, prune, prepare, plotted, 
     out += [f"| {r['op']} | {' + '.join(r['keras_layers'])} |" for r in first["ops"]]
     out += [f"| (none) | {u['layer']} ({u['reason']}) |" for u in first["unmapped"]]
     out += ["", "## Training", "", f"![Training]({figures}/training.png)", ""]
+    if bench.get("per_class"):
+        out += per_class_markdown(bench["per_class"], prepare)
     return "\n".join(out)
+
+
+def per_class_accuracy(y_true, y_pred, class_names) -> dict:
+    """Accuracy (recall) per class, keyed by class name: ``{name: {"n", "accuracy"}}``."""
+    import numpy as np
+
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    out = {}
+    for k, name in enumerate(class_names):
+        mask = y_true == k
+        n = int(mask.sum())
+        out[str(name)] = {"n": n, "accuracy": round(float(np.mean(y_pred[mask] == k)), 4) if n else None}
+    return out
+
+
+def per_class_markdown(per_class: dict, prepare: dict) -> list[str]:
+    """The report's per-class table: one row per class name, one column per variant."""
+    variants = list(per_class)
+    names = list(next(iter(per_class.values())))
+    rows = ["## Accuracy per class (test split)", "",
+            "| class | n | " + " | ".join(f"`{v}`" for v in variants) + " |",
+            "|---|---:|" + "---:|" * len(variants)]
+    for c in names:
+        first = per_class[variants[0]][c]
+        cells = [f"{per_class[v][c]['accuracy']:.3f}" if per_class[v][c]["accuracy"] is not None else "-"
+                 for v in variants]
+        rows.append(f"| {c} | {first['n']} | " + " | ".join(cells) + " |")
+    skipped = prepare.get("skipped") or []
+    if skipped:
+        rows += ["", f"prepare skipped {len(skipped)} unreadable image file(s); see `reports/prepare/summary.json`."]
+    return rows + [""]
 
 
 def headline(metrics: dict) -> dict:
