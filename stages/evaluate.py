@@ -1,12 +1,12 @@
 """evaluate: accuracy, latency, throughput, work, memory, size and sparsity of every variant.
 
 Variants: ``trained_keras`` (the baseline: the Keras model called through tf.function) and
-every ``{trained,pruned}_tflite_*.tflite`` in --export (by default ``_float`` and ``_int8``;
+every ``{trained,shrunk,pruned}_tflite_*.tflite`` in --export (by default ``_float`` and ``_int8``;
 see ``convert.quantization``), run by the LiteRT interpreter with its default XNNPACK
 delegate.
 
 Reads:   params.yaml (section ``evaluate``); --data prepared folder (test split);
-         --trained and --pruned ``.keras`` files (baseline; work counts); --export folder
+         --trained, --shrunk and --pruned ``.keras`` files (baseline; work counts); --export folder
          written by convert.
 Writes:  --metrics JSON ``{"baseline", "machine", "variants": {NAME: {accuracy,
          latency_p50_ms, latency_p90_ms, latency_p99_ms, …, speedup_p50, gzip_ratio}}}``;
@@ -21,7 +21,7 @@ Method:  see train2infer.benchmark and train2infer.measure: per thread count
          against the baseline at the first thread count.
 Run:     dvc repro evaluate     (re-measure only: dvc repro --force --single-item evaluate report)
          python stages/evaluate.py --params params.yaml --data data/prepared \
-             --trained models/trained.keras --pruned models/pruned.keras \
+             --trained models/trained.keras --shrunk models/shrunk.keras --pruned models/pruned.keras \
              --export models/export --metrics reports/metrics.json --plots reports/evaluate
 """
 
@@ -37,7 +37,7 @@ from train2infer import Train2InferError, cli, config
 from train2infer.io import publish, write_json
 
 BASELINE = "trained_keras"
-SOURCES = ("trained", "pruned")
+SOURCES = ("trained", "shrunk", "pruned")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--data", required=True)
     ap.add_argument("--trained", required=True)
+    ap.add_argument("--shrunk", required=True)
     ap.add_argument("--pruned", required=True)
     ap.add_argument("--export", required=True)
     ap.add_argument("--metrics", required=True)
@@ -74,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from train2infer import benchmark, conversion, models, pruning, reporting
 
-    keras_models = {"trained": models.load_model(args.trained), "pruned": models.load_model(args.pruned)}
+    keras_models = {"trained": models.load_model(args.trained), "shrunk": models.load_model(args.shrunk),
+                    "pruned": models.load_model(args.pruned)}
     macs = {name: benchmark.layer_macs(m) for name, m in keras_models.items()}
     sparsity = {}
     class_names = data.load_meta(args.data)["class_names"]
@@ -110,8 +112,8 @@ def main(argv: list[str] | None = None) -> None:
     primary, widest = runs[threads[0]], runs[max(threads)]
     rows = {}
     for n, p in paths.items():
-        source = "pruned" if n.startswith("pruned") else "trained"
-        peak_kind = "int8" if n.endswith("int8") else "float32"  # _int8 and _fullint8 compute in int8
+        source = n.split("_")[0] if n.split("_")[0] in SOURCES else "trained"
+        peak_kind = "int8" if n.endswith(("int8", "pqat")) else "float32"  # _int8, _fullint8, _pqat: int8
         wide = widest["variants"][n]
         rows[n] = reporting.variant_row(
             accuracy[n], primary["variants"][n]["latency"], benchmark.size_bytes(p), benchmark.gzip_bytes(p),

@@ -2,6 +2,7 @@
 
 Reads:   --reports folder: ``metrics.json``, ``evaluate/benchmark.json``,
          ``convert/summary.json``, ``prune/sparsity.json``, ``prune/metrics.json``,
+         ``prune/channels.json``,
          ``prepare/summary.json`` and the DVCLive curves of ``train/`` and ``prune/``.
 Writes:  --out Markdown report; --figures folder of PNGs (embedded by the report) and
          ``plotted.json``, the exact data each PNG shows.
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     sparsity = read_json(root / "prune" / "sparsity.json", "per-layer sparsity")
     prune = read_json(root / "prune" / "metrics.json", "prune metrics")
     prepare = read_json(root / "prepare" / "summary.json", "prepare summary")
+    channels = read_json(root / "prune" / "channels.json", "channel pruning details")
 
     from train2infer import plots, reporting
 
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
                 "Accuracy per epoch (train, then pruning fine-tune)", "accuracy", fig_dir / "training.png"),
         }
         write_json(fig_dir / "plotted.json", plotted)
-        text = reporting.report_markdown(metrics, bench, convert, sparsity, prune, prepare, plotted, rel)
+        text = reporting.report_markdown(metrics, bench, convert, sparsity, prune, prepare, plotted, rel, channels)
         Path(staged(args.out)).write_text(text, encoding="utf-8")
     print(f"report: {args.out} with {len(plotted)} figures in {args.figures}; "
           f"Pareto frontier: {', '.join(plotted['pareto']['frontier'])}")

@@ -31,6 +31,7 @@ TINY = [
     "train.epochs=3",
     "prune.epochs=2",
     "prune.frequency=5",
+    "prune.channels.epochs=1",
     "convert.check_images=20",
     "evaluate.warmup_runs=5",
     "evaluate.min_runs=200",

@@ -78,11 +78,12 @@ STAGE_ARGS = {
     "prepare": ["--out", "out/prepared", "--summary", "out/summary.json"],
     "train": ["--data", "out/prepared", "--model", "out/model.keras", "--reports", "out/train",
               "--backup", "out/backup"],
-    "prune": ["--data", "out/prepared", "--model-in", "m.keras", "--model-out", "out/p.keras",
+    "prune": ["--data", "out/prepared", "--model-in", "m.keras", "--shrunk", "out/s.keras", "--model-out", "out/p.keras",
               "--reports", "out/prune"],
-    "convert": ["--data", "out/prepared", "--trained", "a.keras", "--pruned", "b.keras",
+    "convert": ["--data", "out/prepared", "--trained", "a.keras", "--shrunk", "a.keras", "--pruned", "b.keras",
                 "--out", "out/export", "--summary", "out/summary.json"],
-    "evaluate": ["--data", "out/prepared", "--trained", "a.keras", "--pruned", "b.keras", "--export", "out/export",
+    "evaluate": ["--data", "out/prepared", "--trained", "a.keras", "--shrunk", "a.keras", "--pruned", "b.keras",
+                 "--export", "out/export",
                  "--metrics", "out/metrics.json", "--plots", "out/plots"],
 }
 

@@ -48,13 +48,14 @@ def test_train_on_corrupt_prepared_data(workdir, tmp_path):
 
 def test_convert_on_corrupt_model(workdir):
     (workdir / "bad.keras").write_bytes(b"not a keras file")
-    args = ["--data", "prepared", "--trained", "bad.keras", "--pruned", "trained.keras",
+    args = ["--data", "prepared", "--trained", "bad.keras", "--shrunk", "trained.keras", "--pruned", "trained.keras",
             "--out", "out/export", "--summary", "out/summary.json"]
     _assert_clean_failure(run_stage("convert", args, workdir), workdir, "bad.keras")
 
 
 def test_evaluate_on_missing_export(workdir):
-    args = ["--data", "prepared", "--trained", "trained.keras", "--pruned", "trained.keras", "--export", "no_export",
+    args = ["--data", "prepared", "--trained", "trained.keras", "--shrunk", "trained.keras", "--pruned", "trained.keras",
+            "--export", "no_export",
             "--metrics", "out/metrics.json", "--plots", "out/plots"]
     _assert_clean_failure(run_stage("evaluate", args, workdir), workdir, "no_export")
 
@@ -63,13 +64,14 @@ def test_evaluate_on_missing_export(workdir):
 def test_prune_with_a_frequency_that_never_updates_masks(workdir, tmp_path):
     (tmp_path / "params.yaml").write_text(OmegaConf.to_yaml(compose(TINY + ["prune.frequency=100"])))
     args = ["--params", str(tmp_path / "params.yaml"), "--data", "prepared", "--model-in", "trained.keras",
-            "--model-out", "out/p.keras", "--reports", "out/r"]
+            "--shrunk", "out/s.keras", "--model-out", "out/p.keras", "--reports", "out/r"]
     _assert_clean_failure(run_stage("prune", args, workdir), workdir, "prune.frequency=100")
 
 
 @pytest.mark.slow
 def test_prune_stage_meets_its_target_and_writes_reports(workdir):
-    args = ["--data", "prepared", "--model-in", "trained.keras", "--model-out", "ok/p.keras", "--reports", "ok/r"]
+    args = ["--data", "prepared", "--model-in", "trained.keras", "--shrunk", "ok/s.keras", "--model-out", "ok/p.keras",
+            "--reports", "ok/r"]
     proc = run_stage("prune", args, workdir)
     assert proc.returncode == 0, proc.stderr[-2000:]
     pruned = models.load_model(workdir / "ok" / "p.keras")

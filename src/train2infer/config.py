@@ -24,10 +24,13 @@ DATA_SOURCES = ("digits", "folder", "shapes", "keras")
 SHAPE_CLASSES = ("circle", "ellipse", "square", "rectangle", "triangle", "line", "cross", "star",
                  "ring", "hexagon")
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10")
-MODELS = ("cnn",)
+MODELS = ("cnn", "mobilenet")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 PRUNE_SCHEDULES = ("polynomial_decay", "constant_sparsity")
-QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
+PRUNE_PATTERNS = ("unstructured", "m_by_n", "block")
+PRUNE_POLICIES = ("none", "xnnpack")
+CHANNEL_CRITERIA = ("none", "dead", "l1", "l2")
+QUANTIZATIONS = ("none", "dynamic", "float16", "int8", "pqat")
 
 
 class ConfigError(Train2InferError):
@@ -153,7 +156,7 @@ DATA_SCHEMAS: dict[str, type] = {
 
 @dataclass
 class ModelConfig:
-    """``model``: the architecture built by :func:`train2infer.models.build_model`."""
+    """``model`` (``conf/model/cnn.yaml``): the architecture built by :func:`train2infer.models.build_model`."""
 
     name: str = "cnn"
     filters: list[int] = field(default_factory=lambda: [32, 64])
@@ -177,6 +180,32 @@ class ModelConfig:
 
 
 @dataclass
+class MobileNetConfig:
+    """``model=mobilenet``: a MobileNet-style chain that XNNPACK's sparse kernels accept."""
+
+    name: str = "mobilenet"
+    stem_filters: int = 16
+    filters: list[int] = field(default_factory=lambda: [32, 64, 128])
+    blocks_per_stage: int = 2
+    dropout: float = 0.2
+    bn_momentum: float = 0.9
+
+    def check(self) -> None:
+        _check_choice("model", "name", self.name, MODELS)
+        _check_range("model", "stem_filters", self.stem_filters, lo=1)
+        if not self.filters:
+            _fail("model", "filters", list(self.filters), "must list at least one stage width")
+        for i, f in enumerate(self.filters):
+            _check_range("model", f"filters[{i}]", f, lo=1)
+        _check_range("model", "blocks_per_stage", self.blocks_per_stage, lo=1)
+        _check_range("model", "dropout", self.dropout, lo=0, hi=1, hi_open=True)
+        _check_range("model", "bn_momentum", self.bn_momentum, lo=0, hi=1, hi_open=True)
+
+
+MODEL_SCHEMAS: dict[str, type] = {"cnn": ModelConfig, "mobilenet": MobileNetConfig}
+
+
+@dataclass
 class TrainConfig:
     """``train``: optimisation and device placement for the train stage."""
 
@@ -197,8 +226,27 @@ class TrainConfig:
 
 
 @dataclass
+class ChannelConfig:
+    """``prune.channels``: channel pruning that rebuilds a smaller dense model (before TF-MOT)."""
+
+    criterion: str = "l1"  # none | dead | l1 | l2
+    keep: float = 0.5  # fraction of each layer's channels kept (l1 / l2); dead ones always go
+    min_channels: int = 4
+    exclude: list[str] = field(default_factory=list)  # layer-name patterns left at full width
+    epochs: int = 6  # fine-tuning of the smaller model
+    learning_rate: float = 0.001
+
+    def check(self) -> None:
+        _check_choice("prune", "channels.criterion", self.criterion, CHANNEL_CRITERIA)
+        _check_range("prune", "channels.keep", self.keep, lo=0, hi=1, lo_open=True)
+        _check_range("prune", "channels.min_channels", self.min_channels, lo=1)
+        _check_range("prune", "channels.epochs", self.epochs, lo=0)
+        _check_range("prune", "channels.learning_rate", self.learning_rate, lo=0, lo_open=True)
+
+
+@dataclass
 class PruneConfig:
-    """``prune``: TF-MOT magnitude pruning schedule and fine-tuning."""
+    """``prune``: channel pruning, then TF-MOT magnitude pruning, each with fine-tuning."""
 
     schedule: str = "polynomial_decay"
     initial_sparsity: float = 0.3
@@ -210,6 +258,13 @@ class PruneConfig:
     batch_size: int = 32
     learning_rate: float = 0.0005
     tolerance: float = 0.01
+    pattern: str = "unstructured"
+    m_by_n: list[int] = field(default_factory=lambda: [2, 4])
+    block_size: list[int] = field(default_factory=lambda: [1, 4])
+    policy: str = "none"
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    channels: ChannelConfig = field(default_factory=ChannelConfig)
 
     def check(self) -> None:
         _check_choice("prune", "schedule", self.schedule, PRUNE_SCHEDULES)
@@ -222,22 +277,50 @@ class PruneConfig:
         _check_range("prune", "batch_size", self.batch_size, lo=1)
         _check_range("prune", "learning_rate", self.learning_rate, lo=0, lo_open=True)
         _check_range("prune", "tolerance", self.tolerance, lo=0, hi=1)
+        _check_choice("prune", "pattern", self.pattern, PRUNE_PATTERNS)
+        if len(self.m_by_n) != 2 or not 0 < self.m_by_n[0] < self.m_by_n[1]:
+            _fail("prune", "m_by_n", list(self.m_by_n), "must be [m, n] with 0 < m < n (m zeros in every n)")
+        if len(self.block_size) != 2 or min(self.block_size) < 1:
+            _fail("prune", "block_size", list(self.block_size), "must be [rows, cols], each >= 1")
+        _check_choice("prune", "policy", self.policy, PRUNE_POLICIES)
+        if self.policy == "xnnpack" and self.pattern != "unstructured":
+            _fail("prune", "policy", self.policy, "works with prune.pattern=unstructured only")
+        self.channels.check()
+
+    @property
+    def target_sparsity(self) -> float:
+        """The sparsity each pruned kernel must reach (``m_by_n`` fixes it at m / n)."""
+        if self.pattern == "m_by_n":
+            return self.m_by_n[0] / self.m_by_n[1]
+        return self.final_sparsity
 
 
 @dataclass
 class ConvertConfig:
-    """``convert``: TFLite conversion and the Keras-vs-TFLite output check."""
+    """``convert``: TFLite conversion, quantization, and the output checks."""
 
     quantization: str = "dynamic"
+    int8_io: bool = False
+    sparse_format: bool = False
     representative_images: int = 200
     check_images: int = 100
     float_atol: float = 1e-4
+    fold_atol: float = 1e-5
+    pqat_epochs: int = 2
+    pqat_learning_rate: float = 0.0001
+    batch_size: int = 32
 
     def check(self) -> None:
         _check_choice("convert", "quantization", self.quantization, QUANTIZATIONS)
+        if self.int8_io and self.quantization not in ("int8", "pqat"):
+            _fail("convert", "int8_io", self.int8_io, "needs convert.quantization=int8 or pqat")
         _check_range("convert", "representative_images", self.representative_images, lo=1)
         _check_range("convert", "check_images", self.check_images, lo=1)
         _check_range("convert", "float_atol", self.float_atol, lo=0, lo_open=True)
+        _check_range("convert", "fold_atol", self.fold_atol, lo=0, lo_open=True)
+        _check_range("convert", "pqat_epochs", self.pqat_epochs, lo=1)
+        _check_range("convert", "pqat_learning_rate", self.pqat_learning_rate, lo=0, lo_open=True)
+        _check_range("convert", "batch_size", self.batch_size, lo=1)
 
 
 @dataclass
@@ -319,10 +402,11 @@ def section(params: DictConfig | dict, name: str):
         params = OmegaConf.create(params)
     if name not in params or params[name] is None:
         raise ConfigError(f"params: section '{name}' is missing")
-    if name == "data":  # one schema per data source (conf/data/<source>.yaml)
-        source = params[name].get("name", "digits") if isinstance(params[name], DictConfig) else None
-        _check_choice("data", "name", source, DATA_SOURCES)
-        schema = DATA_SCHEMAS[source]
+    if name in ("data", "model"):  # one schema per option (conf/<group>/<option>.yaml)
+        schemas = DATA_SCHEMAS if name == "data" else MODEL_SCHEMAS
+        option = params[name].get("name", next(iter(schemas))) if isinstance(params[name], DictConfig) else None
+        _check_choice(name, "name", option, tuple(schemas))
+        schema = schemas[option]
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), params[name])
         obj = OmegaConf.to_object(merged)

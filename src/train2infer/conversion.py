@@ -15,21 +15,32 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from train2infer import Train2InferError
 
-QUANTIZATIONS = ("float", "dynamic", "float16", "int8")
-# variant-name suffix of each quantization (dynamic-range int8 keeps the pipeline's "int8")
-SUFFIX = {"float": "float", "dynamic": "int8", "float16": "float16", "int8": "fullint8"}
+QUANTIZATIONS = ("float", "dynamic", "float16", "int8", "qat")
+# variant-name suffix of each quantization (dynamic-range int8 keeps the pipeline's "int8");
+# "qat" converts a quantization-aware-trained model (the pqat option of the convert stage)
+SUFFIX = {"float": "float", "dynamic": "int8", "float16": "float16", "int8": "fullint8", "qat": "pqat"}
 
 
-def to_tflite(model: keras.Model, quantization: str = "float", representative: np.ndarray | None = None) -> bytes:
+def to_tflite(
+    model: keras.Model,
+    quantization: str = "float",
+    representative: np.ndarray | None = None,
+    int8_io: bool = False,
+    sparse: bool = False,
+) -> bytes:
     """Convert a Keras model to a TFLite flatbuffer.
 
     Args:
-        model: A float32 tf_keras model.
+        model: A float32 tf_keras model (for ``qat``: one from :func:`quantize_aware`).
         quantization: ``float`` (float32 weights); ``dynamic`` (dynamic-range: int8
             weights for tensors of at least 1,024 elements, float activations);
             ``float16`` (float16 weights); ``int8`` (full integer: int8 weights and
-            activations calibrated on ``representative``, float input and output).
+            activations calibrated on ``representative``); ``qat`` (int8 from the ranges
+            learned in quantization-aware training).
         representative: float32 images for ``int8`` calibration.
+        int8_io: For ``int8`` / ``qat``: int8 input and output tensors instead of float.
+        sparse: Store sparse weights in TFLite's sparse format
+            (``Optimize.EXPERIMENTAL_SPARSITY``), which XNNPACK's sparse kernels need.
 
     Returns:
         The ``.tflite`` bytes.
@@ -37,8 +48,10 @@ def to_tflite(model: keras.Model, quantization: str = "float", representative: n
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {quantization!r}; known: {', '.join(QUANTIZATIONS)}")
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if quantization != "float":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    optimizations = [] if quantization == "float" else [tf.lite.Optimize.DEFAULT]
+    if sparse:
+        optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
+    converter.optimizations = optimizations
     if quantization == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if quantization == "int8":
@@ -47,7 +60,26 @@ def to_tflite(model: keras.Model, quantization: str = "float", representative: n
         converter.representative_dataset = lambda: ([representative[i : i + 1].astype(np.float32)]
                                                     for i in range(len(representative)))
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if int8_io and quantization in ("int8", "qat"):
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
     return converter.convert()
+
+
+def quantize_aware(model: keras.Model, preserve_sparsity: bool = True) -> keras.Model:
+    """Wrap ``model`` for quantization-aware training (TF-MOT), keeping its zeros if asked.
+
+    With ``preserve_sparsity`` the scheme is TF-MOT's
+    ``Default8BitPrunePreserveQuantizeScheme`` (PQAT): weights that are zero stay zero
+    through fine-tuning, so a pruned model keeps its sparsity in int8.
+    """
+    import tensorflow_model_optimization as tfmot
+
+    annotated = tfmot.quantization.keras.quantize_annotate_model(model)
+    if preserve_sparsity:
+        scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+        return tfmot.quantization.keras.quantize_apply(annotated, scheme)
+    return tfmot.quantization.keras.quantize_apply(annotated)
 
 
 def export_saved_model(model: keras.Model, path: str | Path) -> None:
@@ -179,16 +211,38 @@ def fusion_table(model: keras.Model, ops: list[dict]) -> dict:
 
 
 def run_tflite(model: bytes | str | Path, x: np.ndarray, num_threads: int = 1) -> np.ndarray:
-    """Outputs of a TFLite model for float32 inputs, one example at a time (batch 1)."""
+    """Float outputs of a TFLite model for float32 inputs, one example at a time (batch 1).
+
+    A model with int8 input / output tensors gets its inputs quantized and its outputs
+    dequantized with the tensors' own scale and zero point.
+    """
     interp = interpreter(model, num_threads=num_threads)
-    inp = interp.get_input_details()[0]["index"]
-    out = interp.get_output_details()[0]["index"]
+    inp = interp.get_input_details()[0]
+    out = interp.get_output_details()[0]
     results = []
     for i in range(len(x)):
-        interp.set_tensor(inp, x[i : i + 1].astype(np.float32))
+        interp.set_tensor(inp["index"], to_input(x[i : i + 1], inp))
         interp.invoke()
-        results.append(interp.get_tensor(out)[0].copy())
+        results.append(from_output(interp.get_tensor(out["index"])[0], out))
     return np.stack(results)
+
+
+def to_input(x: np.ndarray, detail: dict) -> np.ndarray:
+    """float32 images as the input tensor wants them (quantized for integer inputs)."""
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind == "f":
+        return np.ascontiguousarray(x, dtype=dtype)
+    scale, zero = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.rint(x / scale + zero), info.min, info.max).astype(dtype)
+
+
+def from_output(y: np.ndarray, detail: dict) -> np.ndarray:
+    """An output tensor as float32 (dequantized for integer outputs)."""
+    if np.dtype(detail["dtype"]).kind == "f":
+        return y.astype(np.float32).copy()
+    scale, zero = detail["quantization"]
+    return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
 
 
 def tflite_sparsity(model: bytes | str | Path) -> float:
@@ -213,3 +267,55 @@ def tflite_sparsity(model: bytes | str | Path) -> float:
         zeros += int(np.sum(w == 0))
         total += w.size
     return zeros / total if total else 0.0
+
+
+def graph_optimization(saved_model_dir: str | Path) -> dict:
+    """The SavedModel's inference graph before and after TF's graph optimizer (Grappler).
+
+    The ``serving_default`` function is frozen (variables to constants), then run through
+    Grappler with the passes TF applies before executing a graph: constant folding,
+    arithmetic simplification, layout and remapping (which fuses ``Conv2D + BiasAdd +
+    Relu`` into one ``_FusedConv2D`` and ``MatMul + BiasAdd + Relu`` into
+    ``_FusedMatMul``), on the CPU.
+
+    Returns:
+        ``nodes_before``, ``nodes_after``, and ``ops_before`` / ``ops_after`` (op type ->
+        count, ``Const``/``Identity``/``NoOp``/placeholders left out).
+    """
+    from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, rewriter_config_pb2
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    from tensorflow.python.grappler import tf_optimizer
+    from tensorflow.python.training import saver
+
+    loaded = tf.saved_model.load(str(saved_model_dir))
+    fn = loaded.signatures["serving_default"]
+    frozen = convert_variables_to_constants_v2(fn)
+    graph_def = frozen.graph.as_graph_def()
+    for node in graph_def.node:  # the remapper fuses only nodes placed on a device it knows
+        node.device = "/device:CPU:0"
+
+    with tf.Graph().as_default() as graph:
+        tf.graph_util.import_graph_def(graph_def, name="")
+        meta = saver.export_meta_graph(graph_def=graph.as_graph_def(add_shapes=True), graph=graph)
+    fetch = meta_graph_pb2.CollectionDef()
+    for t in frozen.outputs:
+        fetch.node_list.value.append(t.name)
+    meta.collection_def["train_op"].CopyFrom(fetch)
+    rewriter = rewriter_config_pb2.RewriterConfig()
+    rewriter.optimizers.extend(["constfold", "arithmetic", "dependency", "layout", "remap"])
+    rewriter.meta_optimizer_iterations = rewriter_config_pb2.RewriterConfig.ONE
+    config = config_pb2.ConfigProto()
+    config.graph_options.rewrite_options.CopyFrom(rewriter)
+    optimized = tf_optimizer.OptimizeGraph(config, meta)
+
+    def ops(gd):
+        skip = {"Const", "Identity", "NoOp", "Placeholder", "_Arg", "_Retval"}
+        counts: dict[str, int] = {}
+        for node in gd.node:
+            if node.op not in skip:
+                counts[node.op] = counts.get(node.op, 0) + 1
+        return dict(sorted(counts.items()))
+
+    before, after = ops(graph_def), ops(optimized)
+    return {"nodes_before": sum(before.values()), "nodes_after": sum(after.values()),
+            "ops_before": before, "ops_after": after}

@@ -60,7 +60,13 @@ def _tflite_runner(path: str, threads: int):
         interp.allocate_tensors()
         rss2 = _rss()[0]
         inp, out = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
-        xc = np.ascontiguousarray(x, dtype=np.float32)
+        detail = interp.get_input_details()[0]
+        if np.dtype(detail["dtype"]).kind == "f":
+            xc = np.ascontiguousarray(x, dtype=np.float32)
+        else:  # int8 I/O: the caller hands over quantized images (not timed)
+            scale, zero = detail["quantization"]
+            info = np.iinfo(detail["dtype"])
+            xc = np.clip(np.rint(x / scale + zero), info.min, info.max).astype(detail["dtype"])
 
         def call():
             interp.set_tensor(inp, xc)

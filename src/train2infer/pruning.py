@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
+from typing import Sequence
+
 import numpy as np
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
@@ -65,13 +68,104 @@ def make_schedule(
     raise ValueError(f"unknown pruning schedule {kind!r}")
 
 
-def wrap(model: keras.Model, schedule) -> keras.Model:
-    """Wrap every prunable layer of ``model`` with ``prune_low_magnitude``.
+def selected(layer, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> bool:
+    """Whether ``layer`` is a prunable kernel layer named by ``include`` and not by ``exclude``.
+
+    Patterns are fnmatch-style layer names (``s0*``, ``logits``); an empty ``include``
+    selects every prunable layer.
+    """
+    if not isinstance(layer, PRUNABLE_KERNELS):
+        return False
+    if include and not any(fnmatch.fnmatchcase(layer.name, p) for p in include):
+        return False
+    return not any(fnmatch.fnmatchcase(layer.name, p) for p in exclude)
+
+
+def wrap(
+    model: keras.Model,
+    schedule,
+    pattern: str = "unstructured",
+    m_by_n: Sequence[int] = (2, 4),
+    block_size: Sequence[int] = (1, 4),
+    policy: str = "none",
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> keras.Model:
+    """Wrap the selected prunable layers of ``model`` with TF-MOT's ``PruneLowMagnitude``.
 
     The wrapped model shares layers with ``model``: pass a model loaded from disk or a
     :func:`train2infer.models.clone`, never one you still use.
+
+    Args:
+        model: A functional model.
+        schedule: From :func:`make_schedule`.
+        pattern: ``unstructured``; ``m_by_n`` (``m`` zeros in every ``n`` consecutive
+            input-channel weights, TF-MOT's ``sparsity_m_by_n``; the schedule's sparsity
+            is then ``m / n``); ``block`` (``block_size`` blocks zeroed together).
+        m_by_n: ``(m, n)`` for ``m_by_n``.
+        block_size: ``(rows, cols)`` of the kernel reshaped to 2-D, for ``block``.
+        policy: ``none``, or ``xnnpack``: TF-MOT's ``PruneForLatencyOnXNNPack`` (only
+            1x1 convolutions of a subgraph XNNPACK's sparse kernels accept).
+        include: Layer-name patterns to prune (empty: all prunable layers).
+        exclude: Layer-name patterns to leave dense.
+
+    Raises:
+        ConfigError: If the policy rejects the model, or nothing is selected.
     """
-    return tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
+    params = {"pruning_schedule": schedule}
+    if pattern == "m_by_n":
+        params["sparsity_m_by_n"] = tuple(int(v) for v in m_by_n)
+    elif pattern == "block":
+        params["block_size"] = tuple(int(v) for v in block_size)
+    chooser = tfmot.sparsity.keras.PruneForLatencyOnXNNPack() if policy == "xnnpack" else None
+    if chooser is not None:
+        try:
+            chooser.ensure_model_supports_pruning(model)
+        except ValueError as exc:
+            raise ConfigError(f"params: prune.policy=xnnpack does not fit model {model.name!r}: {exc} "
+                              "(use model=mobilenet with data.channels=3)") from None
+
+    def choose(layer):
+        return selected(layer, include, exclude) and (chooser is None or chooser.allow_pruning(layer))
+
+    chosen = [layer.name for layer in model.layers if choose(layer)]
+    if not chosen:
+        raise ConfigError(f"params: prune.include={list(include)} / prune.exclude={list(exclude)} "
+                          f"select no prunable layer of {model.name!r}")
+
+    def clone_function(layer):
+        if not choose(layer):
+            return layer
+        try:
+            return tfmot.sparsity.keras.prune_low_magnitude(layer, **params)
+        except ValueError as exc:
+            raise ConfigError(f"params: prune.pattern={pattern} cannot prune layer {layer.name}: "
+                              f"{str(exc).splitlines()[0]} (leave it out with prune.exclude)") from None
+
+    return keras.models.clone_model(model, clone_function=clone_function)
+
+
+def m_by_n_violations(kernel: np.ndarray, m_by_n: Sequence[int]) -> int:
+    """Groups of ``n`` consecutive input-channel weights with fewer than ``m`` zeros.
+
+    The kernel (``[..., C_in, C_out]``) is read as TFLite stores it, output channel first
+    and input channel last; groups run along the input channel (a partial last group
+    counts its missing weights as zeros, as TF-MOT pads it).
+    """
+    m, n = int(m_by_n[0]), int(m_by_n[1])
+    k = np.moveaxis(np.asarray(kernel), -1, 0)  # C_out first
+    rows = k.reshape(-1, k.shape[-1])  # [C_out * spatial, C_in]
+    pad = (-rows.shape[1]) % n
+    rows = np.pad(rows, ((0, 0), (0, pad)))
+    groups = rows.reshape(rows.shape[0], -1, n)
+    return int(np.sum(np.sum(groups == 0, axis=-1) < m))
+
+
+def is_wrapper(layer) -> bool:
+    """Whether ``layer`` is TF-MOT's pruning wrapper."""
+    from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude
+
+    return isinstance(layer, PruneLowMagnitude)
 
 
 def callbacks() -> list[keras.callbacks.Callback]:

@@ -23,6 +23,8 @@ METRIC_KEYS = (
     "peak_rss_mb",
     "speedup_p50",
     "gzip_ratio",
+    "accuracy_vs_baseline",
+    "accuracy_vs_float",
 )
 
 
@@ -82,10 +84,13 @@ def variant_row(
 
 
 def build_metrics(baseline: str, rows: dict[str, dict]) -> dict:
-    """``{"baseline", "variants"}`` with ``speedup_p50`` and ``gzip_ratio`` vs the baseline.
+    """``{"baseline", "variants"}`` with ratios and accuracy differences added.
 
     ``speedup_p50`` = baseline p50 / variant p50 (> 1 is faster);
-    ``gzip_ratio`` = baseline gzip size / variant gzip size (> 1 is smaller).
+    ``gzip_ratio`` = baseline gzip size / variant gzip size (> 1 is smaller);
+    ``accuracy_vs_baseline`` = accuracy - baseline accuracy;
+    ``accuracy_vs_float`` = accuracy - accuracy of the same source's ``_tflite_float``
+    variant (what quantization cost; 0 for float variants and the baseline).
     """
     if baseline not in rows:
         raise ValueError(f"baseline {baseline!r} is not among the variants")
@@ -95,6 +100,11 @@ def build_metrics(baseline: str, rows: dict[str, dict]) -> dict:
         r = dict(row)
         r["speedup_p50"] = round(base["latency_p50_ms"] / row["latency_p50_ms"], 4)
         r["gzip_ratio"] = round(base["gzip_bytes"] / row["gzip_bytes"], 4)
+        r["accuracy_vs_baseline"] = round(row["accuracy"] - base["accuracy"], 6)
+        # quantized (and sparse-format) variants against the float TFLite model of the same source
+        source_float = name.split("_tflite_")[0] + "_tflite_float" if "_tflite_" in name else None
+        ref = rows.get(source_float, row)
+        r["accuracy_vs_float"] = round(row["accuracy"] - ref["accuracy"], 6)
         variants[name] = {k: r[k] for k in METRIC_KEYS}
     return {"baseline": baseline, "variants": variants}
 
@@ -152,7 +162,8 @@ SUMMARY_COLUMNS = (
 )
 
 
-def report_markdown(metrics, bench, convert, sparsity, prune, prepare, plotted, figures: str) -> str:
+def report_markdown(metrics, bench, convert, sparsity, prune, prepare, plotted, figures: str,
+                    channels: dict | None = None) -> str:
     """The evaluation report (``reports/report.md``) as Markdown.
 
     Args:
@@ -164,6 +175,7 @@ def report_markdown(metrics, bench, convert, sparsity, prune, prepare, plotted, 
         prepare: ``prepare/summary.json``.
         plotted: What each figure shows (from :mod:`train2infer.plots`).
         figures: Path of the figures folder relative to the report.
+        channels: ``prune/channels.json`` (per-layer widths of channel pruning).
     """
     v, m, meth = metrics["variants"], metrics["machine"], bench["method"]
     threshold = meth["cv_threshold"]
@@ -263,19 +275,31 @@ def report_markdown(metrics, bench, convert, sparsity, prune, prepare, plotted, 
         "",
         "## Pruning",
         "",
-        f"Target sparsity {prune.get('target_sparsity')}, achieved overall {prune.get('sparsity', 0):.4f}, "
-        f"lowest kernel {prune.get('min_kernel_sparsity', 0):.4f}.",
+    ]
+    out += channel_markdown(prune, channels or {})
+    out += [
+        f"Magnitude pruning (TF-MOT, pattern `{prune.get('pattern', 'unstructured')}`, policy "
+        f"`{prune.get('policy', 'none')}`): target sparsity {prune.get('target_sparsity')}, achieved overall "
+        f"{prune.get('sparsity', 0):.4f}, lowest pruned kernel {prune.get('min_kernel_sparsity', 0):.4f}.",
         "",
         f"![Sparsity]({figures}/sparsity.png)",
         "",
         "## Fusion (Keras layers -> TFLite ops)",
         "",
     ]
+    convert = {k: v for k, v in convert.items() if k != "skipped"}
     for model, entry in convert.items():
         f = entry["tflite"]["float"]
         diffs = ", ".join(f"{k} {v['max_abs_diff']:.1e}" for k, v in entry["tflite"].items())
         out.append(f"`{model}`: {entry['keras_layers']} Keras layers -> {f['ops']} TFLite ops "
                    f"({', '.join(f'{k} x{c}' for k, c in f['op_types'].items())}); max |TFLite - Keras| {diffs}.")
+        fold, graph = entry.get("keras_fold"), entry.get("saved_model_graph")
+        if fold:
+            out.append(f"Keras-level BatchNorm folding: {fold['layers_before']} -> {fold['layers_after']} layers, "
+                       f"max |folded - unfused| {fold['max_abs_diff']:.1e}.")
+        if graph:
+            out.append(f"SavedModel (folded) graph through Grappler: {graph['nodes_before']} -> "
+                       f"{graph['nodes_after']} compute nodes ({', '.join(f'{k} x{c}' for k, c in graph['ops_after'].items())}).")
         out.append("")
     first = next(iter(convert.values()))["tflite"]["float"]["fusion"]
     out += ["| TFLite op | Keras layers |", "|---|---|"]
@@ -285,6 +309,28 @@ def report_markdown(metrics, bench, convert, sparsity, prune, prepare, plotted, 
     if bench.get("per_class"):
         out += per_class_markdown(bench["per_class"], prepare)
     return "\n".join(out)
+
+
+def channel_markdown(prune: dict, channels: dict) -> list[str]:
+    """The report's channel-pruning paragraph and per-layer width table."""
+    c = prune.get("channels") or {}
+    if not c or c.get("criterion") == "none":
+        return ["Channel pruning: off (`prune.channels.criterion=none`).", ""]
+    rows = [
+        f"Channel pruning (`{c['criterion']}`, keep {c.get('keep')}): {c['dead_channels']} dead channels found; "
+        f"multiply-adds per image {c['macs_before']:,} -> {c['macs_after']:,} (**{c['flops_ratio']:.2f}x fewer**), "
+        f"parameters {c['params_before']:,} -> {c['params_after']:,}; validation accuracy "
+        f"{c['val_accuracy_trained']:.4f} -> {c['val_accuracy_cut']:.4f} right after the cut -> "
+        f"{c['val_accuracy_fine_tuned']:.4f} after fine-tuning (`models/shrunk.keras`, variants `shrunk_*`). "
+        "TF-MOT magnitude pruning then runs on this smaller model (`pruned_*`).",
+        "",
+    ]
+    layers = channels.get("layers") or {}
+    if layers:
+        rows += ["| layer | width | kept | dead |", "|---|---:|---:|---:|"]
+        rows += [f"| {n} | {e['width']} | {e['kept']} | {e['dead']} |" for n, e in layers.items()]
+        rows.append("")
+    return rows
 
 
 def per_class_accuracy(y_true, y_pred, class_names) -> dict:
