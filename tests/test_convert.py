@@ -109,3 +109,67 @@ def test_float16_and_full_integer_quantization(trained, digits, quantization, we
     assert np.mean(np.argmax(got, -1) == np.argmax(want, -1)) >= 0.95
     with pytest.raises(ValueError, match="representative"):
         conversion.to_tflite(trained, "int8")
+
+
+def test_full_integer_with_int8_io(trained, digits):
+    splits, _ = digits
+    x = data.to_float(splits["test"][0])
+    content = conversion.to_tflite(trained, "int8", data.to_float(splits["train"][0][:100]), int8_io=True)
+    interp = conversion.interpreter(content)
+    assert interp.get_input_details()[0]["dtype"] == np.int8 and interp.get_output_details()[0]["dtype"] == np.int8
+    got = conversion.run_tflite(content, x)  # quantizes inputs, dequantizes logits
+    agreement = np.mean(np.argmax(got, -1) == np.argmax(trained.predict(x, verbose=0), -1))
+    assert agreement >= 0.9, agreement
+
+
+def test_pqat_keeps_the_pruned_zeros(trained, digits):
+    """Pruning-preserving QAT: fine-tuning moves the weights but not the zeros."""
+    from train2infer import distribute, training
+
+    splits, _ = digits
+    pruned = models.clone(trained)
+    kernel = pruned.get_layer("s1c0_conv").get_weights()
+    mask = np.abs(kernel[0]) < np.quantile(np.abs(kernel[0]), 0.7)
+    kernel[0][mask] = 0.0
+    pruned.get_layer("s1c0_conv").set_weights(kernel)
+    qat, _ = training.fit_classifier(
+        lambda: conversion.quantize_aware(models.clone(pruned), preserve_sparsity=True),
+        distribute.select_strategy("default"), splits["train"], splits["val"], epochs=1, batch_size=32,
+        learning_rate=1e-3, scale_learning_rate=False, seed=0, verbose=0)
+    inner = next(layer for layer in qat.layers if getattr(layer, "layer", None) is not None
+                 and layer.layer.name == "s1c0_conv")
+    tuned = next(w for w in inner.weights if w.name.split("/")[-1].startswith("kernel")).numpy()
+    assert np.all(tuned[mask] == 0) and not np.allclose(tuned[~mask], kernel[0][~mask])
+    content = conversion.to_tflite(qat, "qat")
+    assert conversion.tflite_sparsity(content) > 0.5 * mask.mean() * 0.5
+    x = data.to_float(splits["test"][0])
+    acc = np.mean(np.argmax(conversion.run_tflite(content, x), -1) == splits["test"][1])
+    assert acc > 0.5, acc
+
+
+def test_sparse_format_and_graph_optimization(tmp_path):
+    """EXPERIMENTAL_SPARSITY stores pruned 1x1 kernels sparse (DENSIFY ops); same outputs.
+    Grappler fuses conv + bias + ReLU of the folded SavedModel."""
+    from train2infer import surgery
+
+    rng = np.random.default_rng(0)
+    model = models.build_mobilenet((16, 16, 3), 4, stem_filters=8, filters=(16, 32), blocks_per_stage=1)
+    for layer in model.layers:
+        if layer.name.endswith("_pw"):
+            k = layer.get_weights()[0]
+            k[rng.random(k.shape) < 0.8] = 0.0
+            layer.set_weights([k])
+        if type(layer).__name__ == "BatchNormalization":  # a non-zero folded bias, as after training
+            n = layer.get_weights()[0].shape[0]
+            layer.set_weights([rng.uniform(0.5, 2, n), rng.normal(0, 0.5, n), rng.normal(0, 0.5, n), rng.uniform(0.2, 3, n)])
+    x = rng.random((6, 16, 16, 3), dtype=np.float32)
+    dense, sparse = conversion.to_tflite(model, "float"), conversion.to_tflite(model, "float", sparse=True)
+    ops = {op["op_name"] for op in conversion.interpreter(sparse, delegates=False)._get_ops_details()}
+    assert "DENSIFY" in ops
+    assert "DENSIFY" not in {op["op_name"] for op in conversion.interpreter(dense, delegates=False)._get_ops_details()}
+    np.testing.assert_allclose(conversion.run_tflite(sparse, x), conversion.run_tflite(dense, x), atol=1e-4)
+
+    conversion.export_saved_model(surgery.fold_batchnorm(model), tmp_path / "sm")
+    graph = conversion.graph_optimization(tmp_path / "sm")
+    assert "FusedBatchNormV3" not in graph["ops_before"]  # folded at the Keras level
+    assert graph["ops_after"].get("_FusedConv2D", 0) >= 3 and graph["nodes_after"] < graph["nodes_before"]

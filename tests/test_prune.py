@@ -21,7 +21,7 @@ def test_tf_mot_default_frequency_is_refused_on_small_data():
         pruning.schedule_steps(240, 0.0, 0.3, 100)
 
 
-def _prune(model, x, y, target, frequency=4, epochs=3, batch=16, kind="polynomial_decay"):
+def _prune(model, x, y, target, frequency=4, epochs=3, batch=16, kind="polynomial_decay", **wrap_options):
     import tf_keras as keras
 
     from train2infer import distribute
@@ -31,7 +31,7 @@ def _prune(model, x, y, target, frequency=4, epochs=3, batch=16, kind="polynomia
     schedule = pruning.make_schedule(kind, 0.0 if kind == "polynomial_decay" else target, target, begin, end, frequency)
     keras.utils.set_random_seed(0)
     wrapped, _ = training.fit_classifier(
-        lambda: pruning.wrap(models.clone(model), schedule),
+        lambda: pruning.wrap(models.clone(model), schedule, **wrap_options),
         distribute.select_strategy("default"), (x, y), (x[:32], y[:32]),
         epochs=epochs, batch_size=batch, learning_rate=1e-3, scale_learning_rate=False, seed=0,
         callbacks=pruning.callbacks(), verbose=0,
@@ -71,3 +71,65 @@ def test_check_sparsity_names_every_kernel_that_missed():
     with pytest.raises(Train2InferError, match=r"conv_a=0\.500.*dense_b=0\.700"):
         pruning.check_sparsity({"conv_a": 0.5, "ok": 0.795, "dense_b": 0.7}, 0.8, 0.01)
     pruning.check_sparsity({"ok": 0.79}, 0.8, 0.01)
+
+
+# ---------------------------------------------------------------- patterns, policy, layer lists
+
+
+def _tiny_cnn(classes=4, channels=1):
+    return models.build_cnn((12, 12, channels), classes, filters=(8, 16), convs_per_stage=1, dense_units=16)
+
+
+def _data(n=160, classes=4, channels=1, seed=0):
+    return random_images(n, 12, channels, seed=seed), np.random.default_rng(seed).integers(0, classes, n)
+
+
+def test_m_by_n_pattern_holds_in_every_pruned_kernel():
+    import tensorflow as tf
+    from tensorflow_model_optimization.python.core.sparsity.keras import pruning_utils
+
+    x, y = _data()
+    stripped = pruning.strip(_prune(_tiny_cnn(), x, y, 0.5, pattern="m_by_n", m_by_n=(2, 4), exclude=["s0c0_conv"]))
+    per_kernel = pruning.kernel_sparsity(stripped)
+    assert per_kernel["s0c0_conv"] < 0.1  # excluded: dense
+    for name in ("s1c0_conv", "hidden", "logits"):
+        kernel = stripped.get_layer(name).get_weights()[0]
+        assert pruning.m_by_n_violations(kernel, (2, 4)) == 0, name  # our own check, group by group
+        assert pruning_utils.is_pruned_m_by_n(tf.constant(kernel), (2, 4)), name  # and TF-MOT's
+        assert abs(per_kernel[name] - 0.5) <= 0.01, (name, per_kernel[name])
+    dense = np.random.default_rng(0).normal(size=(3, 3, 8, 4)).astype(np.float32)
+    assert pruning.m_by_n_violations(dense, (2, 4)) == 3 * 3 * 4 * 2  # every group breaks it
+    dense[..., 0:2, :] = 0  # two zeros in the first group of 4 input channels of every filter tap
+    assert pruning.m_by_n_violations(dense, (2, 4)) == 3 * 3 * 4
+
+
+def test_block_pattern_zeroes_whole_blocks():
+    x, y = _data()
+    stripped = pruning.strip(_prune(_tiny_cnn(), x, y, 0.5, pattern="block", block_size=(1, 4), exclude=["logits"]))
+    for name in ("hidden",):
+        k = stripped.get_layer(name).get_weights()[0]
+        blocks = (k.reshape(-1, k.shape[-1]) == 0).reshape(-1, k.shape[-1] // 4, 4).sum(-1)
+        assert set(np.unique(blocks)) <= {0, 4}, name  # a 1x4 block is all zero or all kept
+        assert abs(np.mean(blocks == 4) - 0.5) <= 0.05, name
+    sparsity = pruning.kernel_sparsity(stripped)
+    assert sparsity["logits"] == 0.0  # excluded
+    assert sparsity["s0c0_conv"] == sparsity["s1c0_conv"] == 0.0  # TF-MOT blocks: Dense kernels only
+
+
+def test_include_exclude_and_policy_choose_the_wrapped_layers():
+    schedule = pruning.make_schedule("constant_sparsity", 0.5, 0.5, 0, 10, 1)
+
+    def wrapped(model, **kw):
+        return [layer.layer.name for layer in pruning.wrap(models.clone(model), schedule, **kw).layers
+                if pruning.is_wrapper(layer)]
+
+    cnn = _tiny_cnn()
+    assert wrapped(cnn) == ["s0c0_conv", "s1c0_conv", "hidden", "logits"]
+    assert wrapped(cnn, exclude=["s0c0_conv", "logits"]) == ["s1c0_conv", "hidden"]
+    assert wrapped(cnn, include=["s*"]) == ["s0c0_conv", "s1c0_conv"]
+    with pytest.raises(ConfigError, match="select no prunable layer"):
+        wrapped(cnn, include=["nothing*"])
+    with pytest.raises(ConfigError, match="prune.policy=xnnpack does not fit model 'cnn'"):
+        wrapped(cnn, policy="xnnpack")
+    mobile = models.build_mobilenet((16, 16, 3), 4, stem_filters=8, filters=(8, 16), blocks_per_stage=1)
+    assert wrapped(mobile, policy="xnnpack") == ["s0b0_pw", "s1b0_pw"]  # only the 1x1 convolutions

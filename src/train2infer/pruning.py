@@ -101,7 +101,8 @@ def wrap(
         schedule: From :func:`make_schedule`.
         pattern: ``unstructured``; ``m_by_n`` (``m`` zeros in every ``n`` consecutive
             input-channel weights, TF-MOT's ``sparsity_m_by_n``; the schedule's sparsity
-            is then ``m / n``); ``block`` (``block_size`` blocks zeroed together).
+            is then ``m / n``); ``block`` (``block_size`` blocks zeroed together; TF-MOT
+            supports it for Dense kernels only, so convolutions stay dense).
         m_by_n: ``(m, n)`` for ``m_by_n``.
         block_size: ``(rows, cols)`` of the kernel reshaped to 2-D, for ``block``.
         policy: ``none``, or ``xnnpack``: TF-MOT's ``PruneForLatencyOnXNNPack`` (only
@@ -126,6 +127,8 @@ def wrap(
                               "(use model=mobilenet with data.channels=3)") from None
 
     def choose(layer):
+        if pattern == "block" and not isinstance(layer, keras.layers.Dense):
+            return False  # TF-MOT's block sparsity takes 2-D kernels only
         return selected(layer, include, exclude) and (chooser is None or chooser.allow_pruning(layer))
 
     chosen = [layer.name for layer in model.layers if choose(layer)]
