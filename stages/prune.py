@@ -4,7 +4,8 @@
    and units (never positive on the training data) and, with ``l1``/``l2``, all but the
    ``keep`` fraction with the largest BatchNorm-scaled filter norms; rebuild a physically
    smaller dense model with the surviving weights (train2infer.surgery); fine-tune it.
-2. Magnitude (TF-MOT ``prune_low_magnitude``) on that smaller model: ``prune.pattern``
+2. Magnitude (TF-MOT ``prune_low_magnitude``) on the trained model, or on the smaller one
+   with ``prune.start_from: shrunk``: ``prune.pattern``
    unstructured, ``m_by_n`` or ``block``; ``prune.policy`` none or ``xnnpack``
    (``PruneForLatencyOnXNNPack``); ``prune.include`` / ``prune.exclude`` layer patterns.
 
@@ -113,13 +114,14 @@ def main(argv: list[str] | None = None) -> None:
             )
             channels["flops_ratio"] = channels["macs_before"] / channels["macs_after"]
 
-        # 2. magnitude (TF-MOT) on the (possibly smaller) model
+        # 2. magnitude (TF-MOT) on the trained or the smaller model
         def build():
             schedule = pruning.make_schedule(
                 pcfg.schedule, pcfg.initial_sparsity, pcfg.final_sparsity, begin, end, pcfg.frequency
             )
             # A fresh load each time: the wrapper shares layers with the model it wraps.
-            return pruning.wrap(models.load_model(staged(args.shrunk)), schedule, pcfg.pattern, pcfg.m_by_n,
+            start = staged(args.shrunk) if pcfg.start_from == "shrunk" else args.model_in
+            return pruning.wrap(models.load_model(start), schedule, pcfg.pattern, pcfg.m_by_n,
                                 pcfg.block_size, pcfg.policy, pcfg.include, pcfg.exclude)
 
         with Live(dir=str(staged(args.reports)), dvcyaml=None, save_dvc_exp=False) as live:
@@ -154,6 +156,7 @@ def main(argv: list[str] | None = None) -> None:
                     "target_sparsity": target,
                     "pattern": pcfg.pattern,
                     "policy": pcfg.policy,
+                    "start_from": pcfg.start_from,
                     "val_accuracy_inference": val_acc,
                     "begin_step": begin,
                     "end_step": end,

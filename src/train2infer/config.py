@@ -264,6 +264,7 @@ class PruneConfig:
     policy: str = "none"
     include: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
+    start_from: str = "trained"
     channels: ChannelConfig = field(default_factory=ChannelConfig)
 
     def check(self) -> None:
@@ -283,6 +284,7 @@ class PruneConfig:
         if len(self.block_size) != 2 or min(self.block_size) < 1:
             _fail("prune", "block_size", list(self.block_size), "must be [rows, cols], each >= 1")
         _check_choice("prune", "policy", self.policy, PRUNE_POLICIES)
+        _check_choice("prune", "start_from", self.start_from, ("trained", "shrunk"))
         if self.policy == "xnnpack" and self.pattern != "unstructured":
             _fail("prune", "policy", self.policy, "works with prune.pattern=unstructured only")
         self.channels.check()

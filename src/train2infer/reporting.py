@@ -322,7 +322,7 @@ def channel_markdown(prune: dict, channels: dict) -> list[str]:
         f"parameters {c['params_before']:,} -> {c['params_after']:,}; validation accuracy "
         f"{c['val_accuracy_trained']:.4f} -> {c['val_accuracy_cut']:.4f} right after the cut -> "
         f"{c['val_accuracy_fine_tuned']:.4f} after fine-tuning (`models/shrunk.keras`, variants `shrunk_*`). "
-        "TF-MOT magnitude pruning then runs on this smaller model (`pruned_*`).",
+        f"TF-MOT magnitude pruning (`pruned_*`) started from the {prune.get('start_from', 'trained')} model.",
         "",
     ]
     layers = channels.get("layers") or {}
