@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> None:
                     "op_types": dict(Counter(op["op"] for op in ops)),
                     "max_abs_diff": diff,
                     "fusion": conversion.fusion_table(model, ops),
+                    "xnnpack": conversion.delegation(content),
                 }
                 if quant == "pqat":
                     entry["tflite"][suffix].update(pqat_history=history, pqat_test_accuracy=pqat_acc)

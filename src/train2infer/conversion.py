@@ -319,3 +319,42 @@ def graph_optimization(saved_model_dir: str | Path) -> dict:
     before, after = ops(graph_def), ops(optimized)
     return {"nodes_before": sum(before.values()), "nodes_after": sum(after.values()),
             "ops_before": before, "ops_after": after}
+
+
+def delegation(model: bytes | str | Path, num_threads: int = 1) -> dict:
+    """What the default XNNPACK delegate took over, read from the delegated interpreter.
+
+    After delegation each ``DELEGATE`` node consumes the tensors entering the subgraph it
+    replaced and produces the ones leaving it; an op whose outputs feed a ``DELEGATE`` node
+    (or leave the model without passing one) stayed with TFLite's own kernels. XNNPACK
+    asks for sparse inference (``XNN_FLAG_HINT_SPARSE_INFERENCE``) exactly when it took a
+    ``DENSIFY`` op, i.e. when the sparse weights themselves (the ``DENSIFY`` inputs) enter
+    a ``DELEGATE`` node; whether its NCHW sparse rewrite then fired is not visible through
+    the Python API and shows in the latency instead.
+
+    Returns:
+        ``ops`` (op types of the model, by count), ``delegate_nodes``, ``not_delegated``
+        (op types left to TFLite's kernels, by count) and ``sparse_weights_taken``.
+    """
+    from collections import Counter
+
+    interp = interpreter(model, num_threads=num_threads)
+    nodes = interp._get_ops_details()
+    delegates = [n for n in nodes if n["op_name"] == "DELEGATE"]
+    ops = [n for n in nodes if n["op_name"] != "DELEGATE"]
+    d_in = {int(t) for n in delegates for t in n["inputs"]}
+    d_out = {int(t) for n in delegates for t in n["outputs"]}
+    leaving = {int(d["index"]) for d in interp.get_output_details()} - d_out
+    outside, consumed = [], set()
+    for op in reversed(ops):
+        outs = {int(t) for t in op["outputs"]}
+        if not delegates or outs & (d_in | leaving | consumed):
+            outside.append(op)
+            consumed |= {int(t) for t in op["inputs"] if int(t) >= 0} - d_out
+    densify = [op for op in ops if op["op_name"] == "DENSIFY"]
+    return {
+        "ops": dict(Counter(op["op_name"] for op in ops)),
+        "delegate_nodes": len(delegates),
+        "not_delegated": dict(Counter(op["op_name"] for op in reversed(outside))),
+        "sparse_weights_taken": bool(densify) and all(int(op["inputs"][0]) in d_in for op in densify),
+    }
