@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     details = {
         "method": {k: v for k, v in config.as_dict(cfg).items()} | {"threads_resolved": threads},
-        "machine": {"cpu": _cpu_name(), "cpus": os.cpu_count(), "python": platform.python_version(),
+        "machine": {"cpu": _cpu_name(), "cpus": os.cpu_count(), "cpu_flags": _cpu_flags(),
+                    "python": platform.python_version(),
                     "tensorflow": _version("tensorflow"), "ai_edge_litert": _version("ai-edge-litert")},
         "runs": {str(t): r for t, r in runs.items()},
         "peaks": {str(t): p for t, p in peaks.items()},
@@ -176,6 +177,17 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def _cpu_flags() -> list[str]:
+    """The SIMD extensions the CPU reports (XNNPACK picks its kernels, and its sparse path, by them)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return sorted(f for f in line.split(":", 1)[1].split() if f.startswith(("sse", "avx", "fma", "f16c")))
+    except OSError:
+        pass
+    return []
 
 
 def _version(dist: str) -> str:

@@ -305,10 +305,51 @@ def report_markdown(metrics, bench, convert, sparsity, prune, prepare, plotted, 
     out += ["| TFLite op | Keras layers |", "|---|---|"]
     out += [f"| {r['op']} | {' + '.join(r['keras_layers'])} |" for r in first["ops"]]
     out += [f"| (none) | {u['layer']} ({u['reason']}) |" for u in first["unmapped"]]
+    out += xnnpack_markdown(metrics, convert, bench)
     out += ["", "## Training", "", f"![Training]({figures}/training.png)", ""]
     if bench.get("per_class"):
         out += per_class_markdown(bench["per_class"], prepare)
     return "\n".join(out)
+
+
+def xnnpack_markdown(metrics: dict, convert: dict, bench: dict) -> list[str]:
+    """Did XNNPACK's sparse inference speed up the sparse-format model? (``convert.sparse_format``)
+
+    Compares ``pruned_tflite_sparse`` with ``pruned_tflite_float`` (the same weights stored
+    dense), says whether the delegate took the sparse weights (read from the delegated
+    interpreter by :func:`train2infer.conversion.delegation`), and, when it did but nothing
+    got faster, gives XNNPACK's own rule: on x86 its sparse (NCHW) path is used only on CPUs
+    without AVX, where its SSE sparse kernels beat the dense ones.
+    """
+    v = metrics["variants"]
+    if "pruned_tflite_sparse" not in v or "pruned_tflite_float" not in v:
+        return []
+    sparse, dense = v["pruned_tflite_sparse"], v["pruned_tflite_float"]
+    info = (convert.get("pruned", {}).get("tflite", {}).get("sparse", {}) or {}).get("xnnpack", {})
+    ratio = dense["latency_p50_ms"] / sparse["latency_p50_ms"]
+    flags = bench.get("machine", {}).get("cpu_flags", [])
+    lines = ["", "## XNNPACK sparse inference", "",
+             f"`pruned_tflite_sparse` (weights in TFLite's sparse format, {sparse['sparsity']:.0%} zeros) "
+             f"p50 {sparse['latency_p50_ms']:.3f} ms vs `pruned_tflite_float` (the same weights stored dense) "
+             f"{dense['latency_p50_ms']:.3f} ms: **{ratio:.2f}x**.", ""]
+    taken = info.get("sparse_weights_taken")
+    left = info.get("not_delegated") or {}
+    lines.append(f"Read from the delegate: {info.get('delegate_nodes', '?')} XNNPACK node(s); ops left to TFLite: "
+                 f"{', '.join(f'{k} x{c}' for k, c in left.items()) or 'none'}; sparse weights (`DENSIFY` inputs) "
+                 f"{'entered the XNNPACK node, so it was asked for sparse inference' if taken else 'were not taken by XNNPACK'}.")
+    if ratio < 1.05:
+        if taken and "avx" in flags:
+            lines.append("Why no speed-up: XNNPACK rewrites a subgraph for sparse (NCHW) inference only where "
+                         "`xnn_is_chw_compatible_config` allows it, which on x86 is *only on CPUs without AVX* "
+                         "(its sparse kernels are SSE; with AVX it expects dense inference to be faster). This "
+                         f"CPU reports {', '.join(f for f in flags if f.startswith('avx'))[:120]}, so XNNPACK "
+                         "densified the weights and ran the dense kernels. The sparse path is for ARM phones "
+                         "and pre-AVX x86.")
+        elif not taken:
+            lines.append("Why no speed-up: XNNPACK did not take the sparse weights, so the model ran with "
+                         "TFLite's DENSIFY op and dense kernels (check the subgraph rules in the XNNPACK README: "
+                         "3x3 stride-2 stem on 3 channels, 1x1 convs at least 2/3 zeros, spatial MEAN at the end).")
+    return lines + [""]
 
 
 def channel_markdown(prune: dict, channels: dict) -> list[str]:
