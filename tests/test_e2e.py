@@ -11,7 +11,8 @@ from conftest import ROOT, TINY, dvc, git, make_project
 from test_report import check_report
 from train2infer import reporting
 
-VARIANTS = ("trained_keras", "trained_tflite_float", "trained_tflite_int8", "pruned_tflite_float", "pruned_tflite_int8")
+VARIANTS = ("trained_keras", "trained_tflite_float", "trained_tflite_int8", "shrunk_tflite_float", "shrunk_tflite_int8",
+            "pruned_tflite_float", "pruned_tflite_int8")
 
 
 def _ran(output: str) -> list[str]:
@@ -34,12 +35,15 @@ def test_repro_runs_every_stage_and_writes_every_output(repo):
     assert _ran(out) == ["prepare", "train", "prune", "convert", "evaluate", "report"]
     for split in ("train", "val", "test"):
         assert (dst / "data" / "prepared" / f"{split}.npz").stat().st_size > 0
-    assert (dst / "models" / "trained.keras").is_file() and (dst / "models" / "pruned.keras").is_file()
+    for m in ("trained", "shrunk", "pruned"):
+        assert (dst / "models" / f"{m}.keras").is_file()
     export = dst / "models" / "export"
     for v in VARIANTS[1:]:
         assert (export / f"{v}.tflite").stat().st_size > 0
-    for m in ("trained", "pruned"):
+    for m in ("trained", "shrunk", "pruned"):
         assert (export / f"{m}_saved_model" / "saved_model.pb").is_file()
+    channels = json.loads((dst / "reports" / "prune" / "metrics.json").read_text())["channels"]
+    assert channels["macs_after"] < channels["macs_before"] and channels["params_after"] < channels["params_before"]
 
     metrics = json.loads((dst / "reports" / "metrics.json").read_text())
     assert metrics["baseline"] == "trained_keras"

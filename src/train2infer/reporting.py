@@ -295,8 +295,10 @@ def report_markdown(metrics, bench, convert, sparsity, prune, prepare, plotted, 
                    f"({', '.join(f'{k} x{c}' for k, c in f['op_types'].items())}); max |TFLite - Keras| {diffs}.")
         fold, graph = entry.get("keras_fold"), entry.get("saved_model_graph")
         if fold:
+            f32 = (f" (float32: {fold['max_abs_diff_float32']:.1e}, logits up to {fold['max_abs_logit']:.1f})"
+                   if "max_abs_diff_float32" in fold else "")
             out.append(f"Keras-level BatchNorm folding: {fold['layers_before']} -> {fold['layers_after']} layers, "
-                       f"max |folded - unfused| {fold['max_abs_diff']:.1e}.")
+                       f"max |folded - unfused| {fold['max_abs_diff']:.1e} in float64{f32}.")
         if graph:
             out.append(f"SavedModel (folded) graph through Grappler: {graph['nodes_before']} -> "
                        f"{graph['nodes_after']} compute nodes ({', '.join(f'{k} x{c}' for k, c in graph['ops_after'].items())}).")

@@ -62,12 +62,12 @@ def _copy(layer: L.Layer, **changes) -> L.Layer:
     return layer.__class__.from_config(cfg)
 
 
-def rebuild(model: keras.Model, step: Callable[[L.Layer, np.ndarray | None], list]) -> keras.Model:
+def rebuild(model: keras.Model, step: Callable[[L.Layer, np.ndarray | None], list], dtype=None) -> keras.Model:
     """Rebuild a chain model; ``step(layer, in_idx)`` returns ``[(new_layer, weights), ...], out_idx``.
 
     ``in_idx`` is the index array of the input channels that survive (None: all).
     """
-    inputs = keras.Input(shape=model.input_shape[1:], name=model.layers[0].name)
+    inputs = keras.Input(shape=model.input_shape[1:], name=model.layers[0].name, dtype=dtype)
     x, idx = inputs, None
     for layer in chain(model):
         new_layers, idx = step(layer, idx)
@@ -301,3 +301,17 @@ def _is_plain_relu(layer) -> bool:
         cfg = layer.get_config()
         return not cfg.get("max_value") and not cfg.get("negative_slope") and not cfg.get("threshold")
     return isinstance(layer, L.Activation) and layer.get_config().get("activation") == "relu"
+
+
+def to_float64(model: keras.Model) -> keras.Model:
+    """The same chain model computing in float64 (to check a rewrite is exact, not just close).
+
+    Float32 results of two equivalent models differ by rounding, which grows with the
+    magnitude of the outputs; in float64 an exact rewrite agrees to ~1e-12.
+    """
+
+    def step(layer, idx):
+        weights = [w.astype(np.float64) for w in layer.get_weights()]
+        return [(_copy(layer, dtype="float64"), weights or None)], idx
+
+    return rebuild(model, step, dtype="float64")
