@@ -313,3 +313,18 @@ def gzip_bytes(path: str | Path) -> int:
     else:
         data = p.read_bytes()
     return len(gzip.compress(data, compresslevel=9, mtime=0))
+
+
+def to_input(x: np.ndarray, detail: dict) -> np.ndarray:
+    """float32 images as a TFLite input tensor wants them (quantized for integer inputs).
+
+    Args:
+        x: float32 images.
+        detail: The tensor's entry from ``get_input_details()`` (dtype, quantization).
+    """
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind == "f":
+        return np.ascontiguousarray(x, dtype=dtype)
+    scale, zero = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.rint(x / scale + zero), info.min, info.max).astype(dtype)

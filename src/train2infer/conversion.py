@@ -14,6 +14,7 @@ import tf_keras as keras
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from train2infer import Train2InferError
+from train2infer.benchmark import to_input
 
 QUANTIZATIONS = ("float", "dynamic", "float16", "int8", "qat")
 # variant-name suffix of each quantization (dynamic-range int8 keeps the pipeline's "int8");
@@ -225,16 +226,6 @@ def run_tflite(model: bytes | str | Path, x: np.ndarray, num_threads: int = 1) -
         interp.invoke()
         results.append(from_output(interp.get_tensor(out["index"])[0], out))
     return np.stack(results)
-
-
-def to_input(x: np.ndarray, detail: dict) -> np.ndarray:
-    """float32 images as the input tensor wants them (quantized for integer inputs)."""
-    dtype = np.dtype(detail["dtype"])
-    if dtype.kind == "f":
-        return np.ascontiguousarray(x, dtype=dtype)
-    scale, zero = detail["quantization"]
-    info = np.iinfo(dtype)
-    return np.clip(np.rint(x / scale + zero), info.min, info.max).astype(dtype)
 
 
 def from_output(y: np.ndarray, detail: dict) -> np.ndarray:

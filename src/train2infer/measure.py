@@ -47,8 +47,9 @@ def _rss() -> tuple[int, int]:
 
 def _tflite_runner(path: str, threads: int):
     """``make(x) -> call`` for a LiteRT model, plus the activation bytes; no TensorFlow."""
-    import numpy as np
     from ai_edge_litert.interpreter import Interpreter
+
+    from train2infer import benchmark  # TF-free at import
 
     def make(x):
         rss0 = _rss()[0]
@@ -60,13 +61,7 @@ def _tflite_runner(path: str, threads: int):
         interp.allocate_tensors()
         rss2 = _rss()[0]
         inp, out = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
-        detail = interp.get_input_details()[0]
-        if np.dtype(detail["dtype"]).kind == "f":
-            xc = np.ascontiguousarray(x, dtype=np.float32)
-        else:  # int8 I/O: the caller hands over quantized images (not timed)
-            scale, zero = detail["quantization"]
-            info = np.iinfo(detail["dtype"])
-            xc = np.clip(np.rint(x / scale + zero), info.min, info.max).astype(detail["dtype"])
+        xc = benchmark.to_input(x, interp.get_input_details()[0])  # int8 I/O: quantized here, not timed
 
         def call():
             interp.set_tensor(inp, xc)

@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from train2infer.config import SHAPE_CLASSES
+from train2infer.sources import to_channels
 
 MIN_CONTRAST = 60.0  # luma difference (0..255) between shape and background
 
@@ -110,10 +111,7 @@ def _chunk(args) -> np.ndarray:
     for j, i in enumerate(range(start, stop)):
         rng = np.random.default_rng([seed, i])
         rgb = draw_shape(classes[i % len(classes)], size, rng, min_size, max_size, noise)
-        if channels == 1:
-            rgb = np.clip(np.rint(rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)),
-                          0, 255).astype(np.uint8)[..., None]
-        out[j] = rgb
+        out[j] = to_channels(rgb[None], channels)[0]
     return out
 
 

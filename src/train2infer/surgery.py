@@ -161,8 +161,13 @@ def channel_norms(prod: Producer, order: int) -> np.ndarray:
     return np.linalg.norm(flat * scale, ord=order, axis=0)
 
 
+def _bn_weights(bn: L.BatchNormalization) -> dict[str, np.ndarray]:
+    """``gamma`` (if scaled), ``beta`` (if centred), ``moving_mean``, ``moving_variance``."""
+    return dict(zip([v.name.split("/")[-1].split(":")[0] for v in bn.weights], bn.get_weights()))
+
+
 def _bn_scale(bn: L.BatchNormalization) -> np.ndarray:
-    w = dict(zip([v.name.split("/")[-1].split(":")[0] for v in bn.weights], bn.get_weights()))
+    w = _bn_weights(bn)
     gamma = w.get("gamma", np.ones_like(w["moving_variance"]))
     return gamma / np.sqrt(w["moving_variance"] + bn.epsilon)
 
@@ -275,8 +280,7 @@ def fold_batchnorm(model: keras.Model) -> keras.Model:
             bn = layers[nxt]
             w = layer.get_weights()
             kernel, bias = w[0], (w[1] if len(w) > 1 else 0.0)
-            names = [v.name.split("/")[-1].split(":")[0] for v in bn.weights]
-            b = dict(zip(names, bn.get_weights()))
+            b = _bn_weights(bn)
             s = _bn_scale(bn)
             if isinstance(layer, L.DepthwiseConv2D):  # kernel (kh, kw, C, mult); output channel = c * mult + m
                 kernel = kernel * s.reshape(1, 1, kernel.shape[2], kernel.shape[3])
