@@ -294,7 +294,8 @@ def fold_batchnorm(model: keras.Model) -> keras.Model:
                 skip.append(layers[nxt + 1].name)
             pending.setdefault("skip", set()).update(skip)
             new = _copy(layer, use_bias=True, activation=activation)
-            return [(new, [kernel.astype(np.float32), new_bias.astype(np.float32)])], idx
+            dtype = w[0].dtype  # float32, or float64 when checking that the fold is exact
+            return [(new, [kernel.astype(dtype), np.asarray(new_bias).astype(dtype)])], idx
         return [(_copy(layer), layer.get_weights() or None)], idx
 
     return rebuild(model, step)
