@@ -241,7 +241,8 @@ def tflite_sparsity(model: bytes | str | Path) -> float:
     FULLY_CONNECTED ops, read from the TFLite model itself.
 
     Where a DEQUANTIZE op feeds the weights, its quantized input is read instead
-    (zero stays zero under symmetric int8 quantization).
+    (zero stays zero under symmetric int8 quantization); where a DENSIFY op does (TFLite's
+    sparse format), the zeros are the dense size minus the non-zero stored values.
     """
     interp = interpreter(model, delegates=False)
     ops = interp._get_ops_details()
@@ -254,6 +255,13 @@ def tflite_sparsity(model: bytes | str | Path) -> float:
         src = producer.get(w_index)
         if src is not None and src["op_name"] == "DEQUANTIZE":
             w_index = int(src["inputs"][0])
+        src = producer.get(w_index)
+        if src is not None and src["op_name"] == "DENSIFY":  # sparse format: only the kept values are stored
+            size = int(np.prod(interp.get_tensor_details()[w_index]["shape"]))
+            stored = interp.get_tensor(int(src["inputs"][0]))
+            zeros += size - int(np.count_nonzero(stored))
+            total += size
+            continue
         w = interp.get_tensor(w_index)
         zeros += int(np.sum(w == 0))
         total += w.size

@@ -331,7 +331,8 @@ def xnnpack_markdown(metrics: dict, convert: dict, bench: dict) -> list[str]:
     ratio = dense["latency_p50_ms"] / sparse["latency_p50_ms"]
     flags = bench.get("machine", {}).get("cpu_flags", [])
     lines = ["", "## XNNPACK sparse inference", "",
-             f"`pruned_tflite_sparse` (weights in TFLite's sparse format, {sparse['sparsity']:.0%} zeros) "
+             f"`pruned_tflite_sparse` (weights in TFLite's sparse format, {sparse['sparsity']:.0%} zeros over all "
+             "kernels) "
              f"p50 {sparse['latency_p50_ms']:.3f} ms vs `pruned_tflite_float` (the same weights stored dense) "
              f"{dense['latency_p50_ms']:.3f} ms: **{ratio:.2f}x**.", ""]
     taken = info.get("sparse_weights_taken")
@@ -344,7 +345,8 @@ def xnnpack_markdown(metrics: dict, convert: dict, bench: dict) -> list[str]:
             lines.append("Why no speed-up: XNNPACK rewrites a subgraph for sparse (NCHW) inference only where "
                          "`xnn_is_chw_compatible_config` allows it, which on x86 is *only on CPUs without AVX* "
                          "(its sparse kernels are SSE; with AVX it expects dense inference to be faster). This "
-                         f"CPU reports {', '.join(f for f in flags if f.startswith('avx'))[:120]}, so XNNPACK "
+                         f"CPU reports {', '.join(f for f in flags if f in ('avx', 'avx2', 'avx512f'))} (from "
+                         "/proc/cpuinfo), so XNNPACK "
                          "densified the weights and ran the dense kernels. The sparse path is for ARM phones "
                          "and pre-AVX x86.")
         elif not taken:
