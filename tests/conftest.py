@@ -37,7 +37,7 @@ TINY = [
     "evaluate.min_runs=200",
     "evaluate.min_seconds=0",
     "evaluate.runs_per_round=20",
-    "evaluate.threads=[1]",
+    "evaluate.threads=[1,2]",  # two thread counts, as the default [1, 0] on 2 cores
     "evaluate.batch_sizes=[1,4]",
     "evaluate.throughput_seconds=0.05",
 ]

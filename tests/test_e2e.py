@@ -64,6 +64,12 @@ def test_repro_runs_every_stage_and_writes_every_output(repo):
     assert summary["trained"]["tflite"]["float"]["ops"] < summary["trained"]["keras_layers"]
     assert summary["trained"]["tflite"]["float"]["max_abs_diff"] <= 1e-4
     assert json.loads((dst / "reports" / "evaluate" / "tradeoff.json").read_text())
+    bench = json.loads((dst / "reports" / "evaluate" / "benchmark.json").read_text())
+    assert set(bench["runs"]) == {"1", "2"} and set(bench["peaks"]) == {"1"}
+    for v in VARIANTS:  # latency at both thread counts, the throughput sweep with the most threads
+        assert bench["runs"]["1"]["variants"][v]["throughput"] == {}
+        assert set(bench["runs"]["2"]["variants"][v]["throughput"]) == {"1", "4"}
+        assert bench["runs"]["2"]["variants"][v]["latency"]["runs"] >= 200
     check_report(dst / "reports", metrics)
     assert not list(dst.glob(".t2i-staging-*"))
     # DVCLive must not have edited the root dvc.yaml

@@ -209,7 +209,7 @@ def measure_variants(
         min_runs: Rounds continue until every variant has this many timed calls ...
         min_seconds: ... and the rounds have lasted this long in all.
         runs_per_round: Timed calls per variant per round.
-        batch_sizes: Throughput sweep.
+        batch_sizes: Throughput sweep (empty: none).
         throughput_seconds: Timed seconds per variant and batch size.
         block_warmup: Untimed calls at the start of every block: the previous worker
             left the caches cold, and steady-state latency is what a server sees.
@@ -243,7 +243,7 @@ def measure_variants(
                 "latency": benchmark.summarize(samples[name]),
                 "memory": memory,
                 "throughput": {str(b): round(v, 1) for b, v in ips.items()},
-                "saturation_batch": benchmark.saturation_batch(ips),
+                "saturation_batch": benchmark.saturation_batch(ips) if ips else None,
             }
         return result
     finally:
