@@ -94,9 +94,10 @@ def main(argv: list[str] | None = None) -> None:
                 raise Train2InferError(f"{name}: BatchNorm-folded Keras model differs by {fold_diff:.2e} > "
                                        f"convert.fold_atol={cfg.fold_atol} (float64)")
             conversion.export_saved_model(folded, out / f"{name}_saved_model")  # BN folded: Grappler fuses more
+            n_layers = len(conversion.keras_layers(model))
             entry = {
-                "keras_layers": len(conversion.keras_layers(model)),
-                "keras_fold": {"layers_before": len(conversion.keras_layers(model)),
+                "keras_layers": n_layers,
+                "keras_fold": {"layers_before": n_layers,
                                "layers_after": len(conversion.keras_layers(folded)), "max_abs_diff": fold_diff,
                                "max_abs_diff_float32": fold_diff32,
                                "max_abs_logit": float(np.max(np.abs(reference)))},

@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     primary, widest = runs[threads[0]], runs[max(threads)]
     rows = {}
     for n, p in paths.items():
-        source = n.split("_")[0] if n.split("_")[0] in SOURCES else "trained"
+        prefix = n.split("_")[0]
+        source = prefix if prefix in SOURCES else "trained"
         peak_kind = "int8" if n.endswith(("int8", "pqat")) else "float32"  # _int8, _fullint8, _pqat: int8
         wide = widest["variants"][n]
         rows[n] = reporting.variant_row(

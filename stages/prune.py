@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> None:
             channel_details = {"layers": layers, "fine_tune_history": history}
             channels.update(
                 keep=ccfg.keep,
-                macs_before=sum(r["macs"] for r in macs_before),
-                macs_after=sum(r["macs"] for r in macs_after),
+                macs_before=benchmark.total_macs(macs_before),
+                macs_after=benchmark.total_macs(macs_after),
                 params_before=int(trained.count_params()),
                 params_after=int(shrunk.count_params()),
                 val_accuracy_trained=training.accuracy(trained, *val_xy),
@@ -161,8 +161,8 @@ def main(argv: list[str] | None = None) -> None:
                     "begin_step": begin,
                     "end_step": end,
                     "total_steps": total,
-                    "macs_dense": sum(r["macs"] for r in macs_final),
-                    "macs_nonzero": round(sum(r["macs"] * r["nonzero"] for r in macs_final)),
+                    "macs_dense": benchmark.total_macs(macs_final),
+                    "macs_nonzero": round(benchmark.total_macs(macs_final, nonzero=True)),
                     "channels": channels,
                 }
             )

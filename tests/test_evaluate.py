@@ -84,6 +84,7 @@ def test_saturation_batch():
     assert benchmark.saturation_batch({1: 100, 4: 300, 16: 390, 64: 400}) == 16
     assert benchmark.saturation_batch({1: 100, 4: 300, 16: 350, 64: 600}) is None  # still growing
     assert benchmark.saturation_batch({1: 100}) == 1
+    assert benchmark.saturation_batch({}) is None  # no sweep at this thread count
 
 
 def test_layer_macs_are_counted_exactly():

@@ -163,7 +163,9 @@ def throughput(call: Callable[[], object], batch: int, warmup_runs: int, min_sec
 def saturation_batch(images_per_second: dict[int, float], tolerance: float = 0.05) -> int | None:
     """The smallest batch size whose throughput is within ``tolerance`` of the best, or
     None when throughput still grows by more than ``tolerance`` at the largest batch
-    (not saturated within the sweep)."""
+    (not saturated within the sweep, or no sweep at all)."""
+    if not images_per_second:
+        return None
     batches = sorted(images_per_second)
     best = max(images_per_second.values())
     if len(batches) > 1 and images_per_second[batches[-1]] > (1 + tolerance) * images_per_second[batches[-2]]:
@@ -202,6 +204,12 @@ def layer_macs(model) -> list[dict]:
         rows.append({"layer": inner.name, "type": type(inner).__name__, "macs": int(macs),
                      "nonzero": float(np.count_nonzero(k) / k.size)})
     return rows
+
+
+def total_macs(rows: list[dict], nonzero: bool = False) -> float:
+    """Sum of :func:`layer_macs` rows: dense multiply-adds, or with ``nonzero`` those on
+    non-zero weights (the work a sparse kernel would do)."""
+    return sum(r["macs"] * (r["nonzero"] if nonzero else 1) for r in rows)
 
 
 PEAK_SHAPES = ((32, 128, 128, 1), (16, 64, 64, 3))  # (height=width, in, out, kernel)

@@ -243,7 +243,7 @@ def measure_variants(
                 "latency": benchmark.summarize(samples[name]),
                 "memory": memory,
                 "throughput": {str(b): round(v, 1) for b, v in ips.items()},
-                "saturation_batch": benchmark.saturation_batch(ips) if ips else None,
+                "saturation_batch": benchmark.saturation_batch(ips),
             }
         return result
     finally:
