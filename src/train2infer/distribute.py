@@ -29,9 +29,9 @@ def select_strategy(kind: str = "auto") -> tf.distribute.Strategy:
     # configured before it starts.
     if kind == "multi_worker":
         if not os.environ.get("TF_CONFIG"):
-            from train2infer.config import ConfigError
+            from train2infer.core.params import ParamError
 
-            raise ConfigError("params: train.strategy='multi_worker' needs the TF_CONFIG environment variable")
+            raise ParamError("strategy", kind, "needs the TF_CONFIG environment variable")
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if kind == "default":

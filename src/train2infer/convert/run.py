@@ -1,0 +1,173 @@
+"""The convert stage's work: per source model, fold and check, export, convert, check, list."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from train2infer import Train2InferError
+from train2infer.core.publish import write_json
+from train2infer.core.variants import Variant, write_manifest
+from train2infer.prepared import load_prepared, to_float
+
+
+def run(cfg, seed: int, data: str | Path, sources: dict[str, str | Path], out: Path, summary_path: Path) -> dict:
+    """Export every source model as every variant ``cfg`` (the ``convert`` section) asks for.
+
+    Args:
+        cfg: The ``convert`` section.
+        seed: Global seed (PQAT fine-tuning).
+        data: Prepared-data folder (test images for the output checks, training images to
+            calibrate full integer int8 and for PQAT).
+        sources: Source name (``trained``, ``shrunk``, ``pruned``) -> ``.keras`` file. A
+            shrunk model identical to the trained one is not exported twice.
+        out: Folder to write: ``{variant}.tflite``, ``{source}_saved_model/`` (of the
+            BatchNorm-folded model) and ``manifest.json``.
+        summary_path: JSON to write, per source: Keras layers, the BatchNorm fold, the
+            SavedModel graph before/after Grappler, and per TFLite variant its ops, fusion
+            table, XNNPACK delegation and max |TFLite - Keras| logits.
+
+    Returns:
+        The summary.
+
+    Raises:
+        Train2InferError: If a float32 TFLite model differs from its Keras model by more
+            than ``float_atol``, or the folded model from the unfolded one by more than
+            ``fold_atol`` (in float64, where the algebra must be exact).
+    """
+    from train2infer.models import io, work
+
+    x_test, y_test = load_prepared(data, "test")
+    ctx = {"cfg": cfg, "seed": seed, "data": data, "x_check": to_float(x_test[: cfg.check_images]),
+           "test": (to_float(x_test), y_test), "representative": None}
+    if {"int8", "pqat"} & set(cfg.quantization):
+        ctx["representative"] = to_float(load_prepared(data, "train")[0][: cfg.representative_images])
+    models = {name: io.load_model(path) for name, path in sources.items()}
+    summary: dict = {"skipped": {}}
+    if "shrunk" in models and io.same_weights(models["shrunk"], models["trained"]):
+        summary["skipped"]["shrunk"] = "identical to trained (shrink.criterion=none)"
+        del models["shrunk"]
+    out.mkdir(parents=True, exist_ok=True)
+    variants = []
+    for name, model in models.items():
+        summary[name], exported = export_source(name, model, out, ctx)
+        variants += exported
+    write_manifest(out, variants, {name: work.summary(m) for name, m in models.items()})
+    write_json(summary_path, summary)
+    return summary
+
+
+def plan(source: str, cfg) -> list[Variant]:
+    """The TFLite variants of one source: float32, each listed quantization, and with
+    ``sparse_format`` the pruned model's float weights in TFLite's sparse format."""
+    found = [Variant(source, "tflite", p) for p in ["float", *cfg.quantization]]
+    if cfg.sparse_format and source == "pruned":
+        found.append(Variant(source, "tflite", "float", sparse=True))
+    return [Variant(v.source, v.format, v.precision, v.sparse, f"{v.name}.tflite") for v in found]
+
+
+def export_source(name: str, model, out: Path, ctx: dict) -> tuple[dict, list[Variant]]:
+    """Fold-check, SavedModel-export and TFLite-convert one source model."""
+    from train2infer.convert import saved_model, tflite
+    from train2infer.models import graph
+
+    cfg, x_check = ctx["cfg"], ctx["x_check"]
+    reference = model.predict(x_check, batch_size=256, verbose=0)
+    folded = graph.fold_batchnorm(model)
+    fold = fold_check(name, model, folded, x_check, reference, cfg.fold_atol)
+    sm = Variant(name, "saved_model", path=f"{name}_saved_model")
+    saved_model.export_saved_model(folded, out / sm.path)  # BN folded: Grappler fuses more
+    entry = {"keras_layers": len(tflite.keras_layers(model)), "keras_fold": fold,
+             "saved_model_graph": saved_model.graph_optimization(out / sm.path), "tflite": {}}
+    exported = plan(name, cfg)
+    for v in exported:
+        content, extra = convert_one(v, model, ctx)
+        (out / v.path).write_bytes(content)
+        entry["tflite"][v.name] = {**check_tflite(v, content, model, x_check, reference, cfg.float_atol), **extra}
+    return entry, exported + [sm]
+
+
+def fold_check(name: str, model, folded, x, reference, atol: float) -> dict:
+    """Max |folded - unfolded| logits, judged in float64 (exact algebra) against ``atol``;
+    the float32 difference (rounding that grows with the logits) is reported beside it."""
+    from train2infer.convert import tflite
+    from train2infer.models import graph
+
+    diff32 = float(np.max(np.abs(folded.predict(x, batch_size=256, verbose=0) - reference)))
+    x64, model64 = x.astype(np.float64), graph.to_float64(model)
+    diff = float(np.max(np.abs(graph.fold_batchnorm(model64).predict(x64, batch_size=256, verbose=0)
+                               - model64.predict(x64, batch_size=256, verbose=0))))
+    if diff > atol:
+        raise Train2InferError(f"{name}: BatchNorm-folded Keras model differs by {diff:.2e} > "
+                               f"convert.fold_atol={atol} (float64)")
+    return {"layers_before": len(tflite.keras_layers(model)), "layers_after": len(tflite.keras_layers(folded)),
+            "max_abs_diff": diff, "max_abs_diff_float32": diff32, "max_abs_logit": float(np.max(np.abs(reference)))}
+
+
+def convert_one(v: Variant, model, ctx: dict) -> tuple[bytes, dict]:
+    """The ``.tflite`` bytes of one variant (PQAT fine-tunes a copy first), and extras."""
+    from train2infer import litert
+    from train2infer.convert import tflite
+
+    cfg = ctx["cfg"]
+    if v.precision != "pqat":
+        return tflite.to_tflite(model, v.precision, ctx["representative"], int8_io=cfg.int8_io, sparse=v.sparse), {}
+    qmodel, history = pqat(model, ctx, preserve_sparsity=(v.source == "pruned"))
+    content = tflite.to_tflite(qmodel, "pqat", int8_io=cfg.int8_io)
+    x, y = ctx["test"]
+    accuracy = float(np.mean(np.argmax(litert.predict(content, x), -1) == y))
+    return content, {"pqat_history": history, "pqat_test_accuracy": accuracy}
+
+
+def check_tflite(v: Variant, content: bytes, model, x, reference, float_atol: float) -> dict:
+    """Ops, fusion table, XNNPACK delegation and max |TFLite - Keras| of one converted variant.
+
+    Raises:
+        Train2InferError: If a float32 variant is off by more than ``float_atol``.
+    """
+    from train2infer import litert
+    from train2infer.convert import tflite
+
+    ops = litert.ops(content)
+    diff = float(np.max(np.abs(litert.predict(content, x) - reference)))
+    if v.precision == "float" and diff > float_atol:
+        raise Train2InferError(f"{v.name}: TFLite logits differ from Keras by {diff:.2e} > "
+                               f"convert.float_atol={float_atol}")
+    return {"variant": v.name, "precision": v.precision, "sparse": v.sparse, "ops": len(ops),
+            "op_types": dict(Counter(op["op"] for op in ops)), "max_abs_diff": diff,
+            "fusion": tflite.fusion_table(model, ops), "xnnpack": litert.delegation(content)}
+
+
+def pqat(model, ctx: dict, preserve_sparsity: bool):
+    """Quantization-aware fine-tuning (sparsity-preserving for pruned models) of a copy."""
+    import tensorflow as tf
+
+    from train2infer import fit
+    from train2infer.convert import tflite
+    from train2infer.models import io
+
+    cfg = ctx["cfg"]
+    qmodel, info = fit.fit_classifier(
+        lambda: tflite.quantize_aware(io.clone(model), preserve_sparsity=preserve_sparsity),
+        tf.distribute.get_strategy(), load_prepared(ctx["data"], "train"), load_prepared(ctx["data"], "val"),
+        epochs=cfg.pqat_epochs, batch_size=cfg.batch_size, learning_rate=cfg.pqat_learning_rate,
+        scale_learning_rate=False, seed=ctx["seed"], verbose=0)
+    return qmodel, info["history"]
+
+
+def describe(summary: dict) -> list[str]:
+    """The stage's closing lines, one per source."""
+    lines = []
+    for name, entry in summary.items():
+        if name == "skipped":
+            continue
+        f = entry["tflite"][Variant(name, "tflite").name]
+        diffs = ", ".join(f"{v['variant']} {v['max_abs_diff']:.1e}" for v in entry["tflite"].values())
+        fold, graph = entry["keras_fold"], entry["saved_model_graph"]
+        lines.append(f"convert: {name}: {entry['keras_layers']} Keras layers -> {f['ops']} TFLite ops (Keras fold "
+                     f"{fold['layers_before']} -> {fold['layers_after']} layers, |diff| {fold['max_abs_diff']:.1e}; "
+                     f"SavedModel graph {graph['nodes_before']} -> {graph['nodes_after']} nodes), max |diff| {diffs}")
+    lines += [f"convert: {name}: not exported, {why}" for name, why in summary["skipped"].items()]
+    return lines

@@ -1,0 +1,186 @@
+"""``metrics.json``: one row per variant, ratios against the baseline, a headline, plot rows."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+from pathlib import Path
+
+METRIC_KEYS = (
+    "accuracy",
+    "latency_p50_ms",
+    "latency_p90_ms",
+    "latency_p99_ms",
+    "latency_mean_ms",
+    "latency_std_ms",
+    "latency_cv",
+    "latency_p50_ms_all_cores",
+    "throughput_ips",
+    "saturation_batch",
+    "size_bytes",
+    "gzip_bytes",
+    "sparsity",
+    "gflop",
+    "gflop_effective",
+    "gflops_achieved",
+    "peak_fraction",
+    "peak_rss_mb",
+    "speedup_p50",
+    "gzip_ratio",
+    "accuracy_vs_baseline",
+    "accuracy_vs_float",
+)
+
+
+def variant_row(
+    accuracy: float,
+    lat: dict,
+    size: int,
+    gz: int,
+    sparsity: float,
+    *,
+    lat_all_cores: dict | None = None,
+    throughput: dict | None = None,
+    saturation_batch: int = 1,
+    work: dict | None = None,
+    peak_gflops: float | None = None,
+    peak_rss_bytes: int = 0,
+) -> dict:
+    """One variant's measurements in ``metrics.json`` naming (ratios added later).
+
+    Args:
+        accuracy: Top-1 test accuracy.
+        lat: Batch-1 latency statistics at the primary thread count.
+        size: File size in bytes.
+        gz: gzip -9 size in bytes.
+        sparsity: Fraction of zero kernel weights.
+        lat_all_cores: Latency statistics with all cores (defaults to ``lat``).
+        throughput: Batch size -> images/s (all cores).
+        saturation_batch: Smallest batch within 5 % of the best throughput; None (stored
+            as 0) when still growing at the largest batch of the sweep.
+        work: The source model's multiply-adds, dense (``macs``) and on non-zero weights
+            (``macs_nonzero``), as the export manifest records them.
+        peak_gflops: The matching matmul peak (float32 or int8) at the primary threads.
+        peak_rss_bytes: Peak resident memory of the variant's own inference process.
+    """
+    gflop = 2 * (work or {}).get("macs", 0) / 1e9
+    gflop_eff = 2 * (work or {}).get("macs_nonzero", 0) / 1e9
+    achieved = gflop / (lat["p50_ms"] / 1e3) if lat["p50_ms"] > 0 else 0.0
+    return {
+        "accuracy": round(float(accuracy), 6),
+        "latency_p50_ms": round(lat["p50_ms"], 6),
+        "latency_p90_ms": round(lat["p90_ms"], 6),
+        "latency_p99_ms": round(lat["p99_ms"], 6),
+        "latency_mean_ms": round(lat.get("mean_ms", lat["p50_ms"]), 6),
+        "latency_std_ms": round(lat.get("std_ms", 0.0), 6),
+        "latency_cv": round(lat.get("cv", 0.0), 4),
+        "latency_p50_ms_all_cores": round((lat_all_cores or lat)["p50_ms"], 6),
+        "throughput_ips": round(max((throughput or {1: 1e3 / lat["p50_ms"]}).values()), 1),
+        "saturation_batch": int(saturation_batch) if saturation_batch else 0,
+        "size_bytes": int(size),
+        "gzip_bytes": int(gz),
+        "sparsity": round(float(sparsity), 6),
+        "gflop": round(gflop, 6),
+        "gflop_effective": round(gflop_eff, 6),
+        "gflops_achieved": round(achieved, 3),
+        "peak_fraction": round(achieved / peak_gflops, 4) if peak_gflops else 0.0,
+        "peak_rss_mb": round(peak_rss_bytes / 2**20, 1),
+    }
+
+
+def build_metrics(baseline: str, rows: dict[str, dict], float_twin: dict[str, str]) -> dict:
+    """``{"baseline", "variants"}`` with ratios and accuracy differences added.
+
+    ``speedup_p50`` = baseline p50 / variant p50 (> 1 is faster);
+    ``gzip_ratio`` = baseline gzip size / variant gzip size (> 1 is smaller);
+    ``accuracy_vs_baseline`` = accuracy - baseline accuracy;
+    ``accuracy_vs_float`` = accuracy - accuracy of ``float_twin[name]``, the dense float
+    variant of the same source and format (what quantization or the sparse format cost;
+    0 for the float variants themselves).
+    """
+    if baseline not in rows:
+        raise ValueError(f"baseline {baseline!r} is not among the variants")
+    base = rows[baseline]
+    variants = {}
+    for name, row in rows.items():
+        r = dict(row)
+        r["speedup_p50"] = round(base["latency_p50_ms"] / row["latency_p50_ms"], 4)
+        r["gzip_ratio"] = round(base["gzip_bytes"] / row["gzip_bytes"], 4)
+        r["accuracy_vs_baseline"] = round(row["accuracy"] - base["accuracy"], 6)
+        ref = rows.get(float_twin.get(name), row)
+        r["accuracy_vs_float"] = round(row["accuracy"] - ref["accuracy"], 6)
+        variants[name] = {k: r[k] for k in METRIC_KEYS}
+    return {"baseline": baseline, "variants": variants}
+
+
+def tradeoff_points(metrics: dict) -> list[dict]:
+    """Plot rows (one per variant) for DVC's accuracy-vs-latency scatter plot."""
+    return [
+        {
+            "variant": name,
+            "latency_p50_ms": v["latency_p50_ms"],
+            "accuracy": v["accuracy"],
+            "gzip_bytes": v["gzip_bytes"],
+        }
+        for name, v in metrics["variants"].items()
+    ]
+
+
+def headline(metrics: dict) -> dict:
+    """A few flat key figures for short ``dvc exp show`` columns (``headline.*``).
+
+    ``best_speedup_p50`` is the fastest variant's speedup over the baseline, with its
+    ``best_accuracy``; ``max_gzip_ratio`` the smallest variant's; ``max_accuracy_drop`` the
+    worst accuracy loss of any variant against the baseline (negative: a gain).
+    """
+    v = metrics["variants"]
+    base = v[metrics["baseline"]]
+    others = {n: r for n, r in v.items() if n != metrics["baseline"]}
+    fastest = max(others, key=lambda n: others[n]["speedup_p50"])
+    return {
+        "baseline_accuracy": base["accuracy"],
+        "best_speedup_p50": others[fastest]["speedup_p50"],
+        "best_accuracy": others[fastest]["accuracy"],
+        "max_gzip_ratio": max(r["gzip_ratio"] for r in others.values()),
+        "max_accuracy_drop": round(max(base["accuracy"] - r["accuracy"] for r in others.values()), 6),
+    }
+
+
+def per_class_accuracy(y_true, y_pred, class_names) -> dict:
+    """Accuracy (recall) per class, keyed by class name: ``{name: {"n", "accuracy"}}``."""
+    import numpy as np
+
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    out = {}
+    for k, name in enumerate(class_names):
+        mask = y_true == k
+        n = int(mask.sum())
+        out[str(name)] = {"n": n, "accuracy": round(float(np.mean(y_pred[mask] == k)), 4) if n else None}
+    return out
+
+
+def size_bytes(path: str | Path) -> int:
+    """Size of a file, or the total of the files in a folder."""
+    p = Path(path)
+    if p.is_dir():
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    return p.stat().st_size
+
+
+def gzip_bytes(path: str | Path) -> int:
+    """Size after ``gzip -9`` of a file, or of a tar of a folder (what you would ship)."""
+    p = Path(path)
+    if p.is_dir():
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for f in sorted(p.rglob("*")):
+                if f.is_file():
+                    info = tar.gettarinfo(str(f), arcname=str(f.relative_to(p)))
+                    info.mtime = 0
+                    with open(f, "rb") as fh:
+                        tar.addfile(info, fh)
+        data = buf.getvalue()
+    else:
+        data = p.read_bytes()
+    return len(gzip.compress(data, compresslevel=9, mtime=0))

@@ -1,0 +1,60 @@
+"""This machine's GEMM peaks on LiteRT: what the variants' achieved work rate is compared with."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+PEAK_SHAPES = ((32, 128, 128, 1), (16, 64, 64, 3))  # (height=width, in, out, kernel)
+
+
+def matmul_peak(kind: str, num_threads: int, seconds: float = 1.5) -> dict:
+    """Peak GFLOP/s (float32) or GOP/s (int8) of this machine's GEMM kernels on LiteRT.
+
+    Each shape is one convolution: a 1x1 convolution over a 32x32 grid is a plain
+    1024x128 by 128x128 matmul, a 3x3 one an im2col matmul, both run by XNNPACK's GEMM
+    microkernels like the variants' own layers. Timed like the variants (batch 1, p50 of
+    individually timed calls, same runtime and threads, at least ``seconds``: long enough to
+    span the fast and slow states this host switches between every second). int8 takes
+    the better of full-integer and dynamic-range quantization (both compute in int8).
+
+    Returns:
+        ``{"gflops": best rate, "shapes": {shape: rate}}``.
+    """
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from train2infer.litert import interpreter
+    from train2infer.evaluate.timing import interleaved_latency
+
+    if kind not in ("float32", "int8"):
+        raise ValueError(f"unknown kind {kind!r}")
+    rng = np.random.default_rng(0)
+    rates = {}
+    for hw, c_in, c_out, k in PEAK_SHAPES:
+        inp = keras.Input((hw, hw, c_in), batch_size=1)
+        model = keras.Model(inp, keras.layers.Conv2D(c_out, k, padding="same", use_bias=False)(inp))
+        modes = ["float32"] if kind == "float32" else ["full_int8", "dynamic"]
+        for mode in modes:
+            converter = tf.lite.TFLiteConverter.from_keras_model(model)
+            if mode != "float32":
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            if mode == "full_int8":
+                converter.representative_dataset = lambda: (
+                    [rng.standard_normal((1, hw, hw, c_in)).astype(np.float32)] for _ in range(8))
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+                converter.inference_input_type = tf.int8
+                converter.inference_output_type = tf.int8
+            interp = interpreter(converter.convert(), num_threads=num_threads)
+            detail = interp.get_input_details()[0]
+            x = rng.integers(-100, 100, (1, hw, hw, c_in)) if mode == "full_int8" else rng.standard_normal((1, hw, hw, c_in))
+            x = x.astype(detail["dtype"])
+
+            def call(interp=interp, index=detail["index"], x=x):
+                interp.set_tensor(index, x)
+                interp.invoke()
+
+            p50 = interleaved_latency({"peak": call}, 20, 200, seconds, 25)["peak"]["p50_ms"]
+            name = f"{hw}x{hw}x{c_in}->{c_out} k{k} {mode}"
+            rates[name] = round(2.0 * hw * hw * c_in * c_out * k * k / (p50 / 1e3) / 1e9, 2)
+    return {"gflops": max(rates.values()), "shapes": rates}

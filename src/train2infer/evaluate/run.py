@@ -1,0 +1,155 @@
+"""The evaluate stage's work: accuracy pass, interleaved measurement, metrics and plot data."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from train2infer.core.params import as_dict
+from train2infer.core.publish import write_json
+from train2infer.core.variants import BASELINE, Variant, read_manifest
+from train2infer.evaluate import machine, metrics as M
+from train2infer.prepared import load_meta, load_prepared, to_float
+
+
+def run(cfg, data: str | Path, baseline: str | Path, export: str | Path, out: Path) -> dict:
+    """Measure the baseline (``baseline``, a ``.keras`` file) and every TFLite variant of the
+    export manifest in ``export``, as ``cfg`` (the ``evaluate`` section) says.
+
+    SavedModel variants are listed in the manifest but not timed here (a TensorFlow runtime
+    for them is a separate issue).
+
+    Args:
+        cfg: The ``evaluate`` section.
+        data: Prepared-data folder (the test split).
+        baseline: The trained ``.keras`` model.
+        export: The folder convert wrote (with ``manifest.json``).
+        out: Folder to write: ``metrics.json``, ``benchmark.json`` (every measurement, per
+            thread count, and accuracy per class) and ``plots/`` (``tradeoff.json``,
+            ``latency.json``, ``throughput.json``).
+
+    Returns:
+        The metrics.
+    """
+    exported, sources = read_manifest(export)
+    if not Path(baseline).is_file():
+        from train2infer import Train2InferError
+
+        raise Train2InferError(f"model not found: {baseline}")
+    timed = [dataclasses.replace(BASELINE, path=str(baseline))] + [v for v in exported if v.format == "tflite"]
+    threads = list(dict.fromkeys(t or os.cpu_count() or 1 for t in cfg.threads))
+    x_test, y_test = load_prepared(data, "test")
+    x = to_float(x_test)
+    predicted = predict_all(timed, x)
+    runs, peaks = measure(timed, threads, x, cfg)
+    metrics = assemble(timed, sources, predicted, y_test, runs, peaks, threads)
+    names = load_meta(data)["class_names"]
+    details = {
+        "method": as_dict(cfg) | {"threads_resolved": threads},
+        "machine": machine.describe(),
+        "variants": [v.to_dict() for v in timed],
+        "runs": {str(t): r for t, r in runs.items()},
+        "peaks": {str(t): p for t, p in peaks.items()},
+        "memory": {n: v["memory"] for n, v in runs[threads[0]]["variants"].items()},
+        "work": sources,
+        "per_class": {n: M.per_class_accuracy(y_test, p, names) for n, p in predicted.items()},
+        "cv_flagged": sorted({n for r in runs.values() for n, v in r["variants"].items()
+                              if v["latency"]["cv"] > cfg.cv_threshold}),
+    }
+    write(out, metrics, details, runs, threads)
+    return metrics
+
+
+def predict_all(variants: list[Variant], x: np.ndarray) -> dict[str, np.ndarray]:
+    """Predicted class of every test image by every variant (batch 1 for TFLite)."""
+    from train2infer import litert
+
+    predicted = {}
+    for v in variants:
+        if v.format == "keras":
+            from train2infer.models.io import load_model
+
+            predicted[v.name] = np.argmax(load_model(v.path).predict(x, verbose=0), -1)
+        else:
+            predicted[v.name] = np.argmax(litert.predict(v.path, x), -1)
+    return predicted
+
+
+def measure(variants: list[Variant], threads: list[int], x: np.ndarray, cfg) -> tuple[dict, dict]:
+    """Latency (every thread count), throughput (the most threads) and GEMM peaks (the first)."""
+    from train2infer.evaluate import peaks as P, worker
+
+    kinds = {v.name: (v.format, v.path) for v in variants}
+    runs, peaks = {}, {}
+    with tempfile.TemporaryDirectory(prefix="t2i-evaluate-") as tmp:
+        np.save(Path(tmp) / "x.npy", x[:64])
+        for t in threads:
+            runs[t] = worker.measure_variants(
+                kinds, t, str(Path(tmp) / "x.npy"), warmup_runs=cfg.warmup_runs, min_runs=cfg.min_runs,
+                min_seconds=cfg.min_seconds, runs_per_round=cfg.runs_per_round, block_warmup=cfg.block_warmup,
+                batch_sizes=list(cfg.batch_sizes) if t == max(threads) else [],  # reported with all cores only
+                throughput_seconds=cfg.throughput_seconds)
+            if t == threads[0]:  # the % of peak in the metrics is against the primary thread count
+                peaks[t] = {kind: P.matmul_peak(kind, t) for kind in ("float32", "int8")}
+            for n, v in runs[t]["variants"].items():
+                best = f"  best {max(v['throughput'].values()):.0f} img/s" if v["throughput"] else ""
+                print(f"evaluate: threads={t} {n:26s} p50 {v['latency']['p50_ms']:.3f} ms  "
+                      f"cv {v['latency']['cv']:.2f}{best}", flush=True)
+    return runs, peaks
+
+
+def assemble(variants, sources, predicted, y, runs, peaks, threads) -> dict:
+    """``metrics.json``: a row per variant, ratios, headline, machine summary."""
+    from train2infer import litert
+
+    primary, widest = runs[threads[0]], runs[max(threads)]
+    rows = {}
+    for v in variants:
+        wide = widest["variants"][v.name]
+        sparsity = sources[v.source]["sparsity"] if v.format == "keras" else litert.sparsity(v.path)
+        rows[v.name] = M.variant_row(
+            float(np.mean(predicted[v.name] == y)), primary["variants"][v.name]["latency"],
+            M.size_bytes(v.path), M.gzip_bytes(v.path), sparsity, lat_all_cores=wide["latency"],
+            throughput={int(b): ips for b, ips in wide["throughput"].items()},
+            saturation_batch=wide["saturation_batch"], work=sources[v.source],
+            peak_gflops=peaks[threads[0]]["int8" if v.integer else "float32"]["gflops"],
+            peak_rss_bytes=primary["variants"][v.name]["memory"]["peak_rss_bytes"])
+    metrics = M.build_metrics(BASELINE.name, rows, {v.name: v.float_twin for v in variants})
+    metrics["headline"] = M.headline(metrics)
+    metrics["machine"] = {"cpus": os.cpu_count(), "threads": threads[0], "threads_all_cores": max(threads),
+                          "peak_gflops_float32": peaks[threads[0]]["float32"]["gflops"],
+                          "peak_gops_int8": peaks[threads[0]]["int8"]["gflops"]}
+    return metrics
+
+
+def write(out: Path, metrics: dict, details: dict, runs: dict, threads: list[int]) -> None:
+    """The stage's files under ``out``."""
+    names = [v["name"] for v in details["variants"]]
+    widest = runs[max(threads)]
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    write_json(out / "metrics.json", metrics)
+    write_json(out / "benchmark.json", details)
+    write_json(out / "plots" / "tradeoff.json", M.tradeoff_points(metrics))
+    write_json(out / "plots" / "latency.json", [
+        {"variant": n, "threads": t, **{k: round(r["variants"][n]["latency"][k], 6)
+                                        for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "cv")}}
+        for t, r in runs.items() for n in names])
+    write_json(out / "plots" / "throughput.json", [
+        {"variant": n, "batch": int(b), "images_per_second": ips}
+        for n in names for b, ips in widest["variants"][n]["throughput"].items()])
+
+
+def describe(metrics: dict) -> list[str]:
+    """The stage's closing lines."""
+    v = metrics["variants"]
+    lines = [f"evaluate: {n:26s} p50 {r['latency_p50_ms']:.3f} ms  accuracy {r['accuracy']:.4f}  "
+             f"{r['gflops_achieved']:.0f} GFLOP/s ({100 * r['peak_fraction']:.0f}% of peak)" for n, r in v.items()]
+    others = [n for n in v if n != metrics["baseline"]]
+    best = max(others, key=lambda n: v[n]["speedup_p50"])
+    small = max(others, key=lambda n: v[n]["gzip_ratio"])
+    return lines + [f"evaluate: best {best}: {v[best]['speedup_p50']:.1f}x faster (p50), "
+                    f"{small} {v[small]['gzip_ratio']:.1f}x smaller (gzip)"]

@@ -1,0 +1,254 @@
+"""Measurement harness: one fresh process per variant, driven in interleaved rounds.
+
+Why processes: a TensorFlow runtime in the same process disturbs a LiteRT model timed
+right after it (measured here: an int8 model went from 0.11 to 0.17 ms p50 when
+interleaved in-process with the Keras baseline), TensorFlow's thread pools can be sized
+only once per process, and a variant's memory is only its own in its own process. A
+LiteRT worker never imports TensorFlow, so its footprint is that of a real deployment.
+
+The parent (:func:`measure_variants`) starts one worker per variant, then in rounds whose
+order rotates asks each worker in turn for a block of timed batch-1 calls (one worker
+runs at a time; the others sleep on their pipe; a short cool-down separates blocks), then
+reads each worker's memory, then sweeps batch sizes for throughput.
+
+Worker protocol (JSON lines on stdin/stdout)::
+
+    python -m train2infer.evaluate.worker KIND PATH THREADS INPUT.npy WARMUP
+    -> {"ready": true}
+    {"op": "latency", "runs": N, "warmup": W} -> {"samples_ms": [...]} (W untimed calls first)
+    {"op": "memory"}                      -> {"runtime_rss_bytes", "peak_rss_bytes", ...}
+        (LiteRT also: ``load_rss_bytes`` and ``allocate_rss_bytes``, the resident growth while
+        creating the interpreter and in ``allocate_tensors()``, where the arena is allocated;
+        ``activation_bytes``, the sum of non-constant tensors, an upper bound of the arena)
+    {"op": "throughput", "batch": B, "seconds": S} -> {"images_per_second": v}
+    {"op": "quit"}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Callable
+
+
+def _rss() -> tuple[int, int]:
+    """Current and peak resident set size of this process in bytes (Linux /proc)."""
+    cur = peak = 0
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                cur = int(line.split()[1]) * 1024
+            elif line.startswith("VmHWM:"):
+                peak = int(line.split()[1]) * 1024
+    return cur, peak
+
+
+def _tflite_runner(path: str, threads: int):
+    """``make(x) -> call`` for a LiteRT model (the one runner of :mod:`train2infer.litert`,
+    with the resident memory growth of loading and allocating); no TensorFlow."""
+    from train2infer import litert
+
+    def make(x):
+        rss0 = _rss()[0]
+        interp = litert.Interpreter(model_path=path, num_threads=threads)
+        rss1 = _rss()[0]
+        call = litert.runner(interp, x)  # resizes and allocates; int8 inputs quantized here, not timed
+        rss2 = _rss()[0]
+        call.interp = interp
+        call.load_rss_bytes = rss1 - rss0  # model file and interpreter
+        call.allocate_rss_bytes = rss2 - rss1  # tensor arena (and the delegate's packed weights)
+        return call
+
+    return make
+
+
+def set_tf_threads(num_threads: int) -> None:
+    """Fix TensorFlow's thread pools (call before TensorFlow runs any op).
+
+    Raises:
+        RuntimeError: If TensorFlow's runtime is already initialised.
+    """
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(num_threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def keras_call(model, x1) -> Callable[[], object]:
+    """One inference of a Keras model on ``x1`` through ``tf.function`` (the baseline path)."""
+    import tensorflow as tf
+
+    fn = tf.function(lambda t: model(t, training=False), reduce_retracing=True)
+    t = tf.constant(x1, dtype=tf.float32)
+    return lambda: fn(t).numpy()
+
+
+def worker(kind: str, path: str, threads: int, input_path: str, warmup: int) -> None:
+    """Serve measurement requests for one variant (see the module docstring)."""
+    import numpy as np
+
+    from train2infer import litert
+    from train2infer.evaluate import timing
+
+    out = sys.stdout
+    sys.stdout = sys.stderr  # nothing but protocol lines on the real stdout
+    cpus = sorted(os.sched_getaffinity(0))
+    if threads < len(cpus):  # pin to the last cores: no migration, away from the parent on core 0
+        os.sched_setaffinity(0, set(cpus[-threads:]))
+    if kind == "keras":
+        set_tf_threads(threads)
+        from train2infer.models.io import load_model
+
+        runtime_rss = _rss()[0]
+        model = load_model(path)
+
+        def make(x):
+            return keras_call(model, x)
+    elif kind == "tflite":
+        make = _tflite_runner(path, threads)
+        runtime_rss = _rss()[0]
+    else:
+        raise SystemExit(f"unknown kind {kind!r}")
+    x = np.load(input_path)
+    call = make(x[:1])
+    for _ in range(warmup):
+        call()
+
+    def reply(obj):
+        out.write(json.dumps(obj) + "\n")
+        out.flush()
+
+    reply({"ready": True})
+    for line in sys.stdin:
+        req = json.loads(line)
+        op = req["op"]
+        if op == "latency":
+            for _ in range(int(req.get("warmup", 0))):  # re-warm caches after another worker ran
+                call()
+            reply({"samples_ms": timing.timed_block(call, int(req["runs"]))})
+        elif op == "memory":
+            cur, peak = _rss()
+            mem = {"runtime_rss_bytes": runtime_rss, "rss_bytes": cur, "peak_rss_bytes": peak}
+            if kind == "tflite":
+                mem["activation_bytes"] = litert.activation_bytes(call.interp)
+                mem["load_rss_bytes"] = call.load_rss_bytes
+                mem["allocate_rss_bytes"] = call.allocate_rss_bytes
+            reply(mem)
+        elif op == "throughput":
+            b = int(req["batch"])
+            xb = np.concatenate([x] * (b // len(x) + 1))[:b] if b > 1 else x[:1]
+            reply({"images_per_second": timing.throughput(make(xb), b, 3, float(req["seconds"]))})
+        elif op == "quit":
+            reply({"bye": True})
+            return
+
+
+class Worker:
+    """A variant's measurement process, seen from the parent."""
+
+    def __init__(self, name: str, kind: str, path: str, threads: int, input_path: str, warmup: int):
+        self.name = name
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "train2infer.evaluate.worker", kind, str(path), str(threads), str(input_path), str(warmup)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        self._expect("ready")
+
+    def _expect(self, key: str) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            err = self.proc.stderr.read().strip().splitlines()
+            from train2infer import Train2InferError
+
+            raise Train2InferError(f"measurement of {self.name} failed: {err[-1] if err else 'no output'}")
+        reply = json.loads(line)
+        if key not in reply:
+            raise RuntimeError(f"{self.name}: unexpected reply {reply}")
+        return reply
+
+    def ask(self, key: str, **request) -> dict:
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        return self._expect(key)
+
+    def close(self) -> None:
+        try:
+            if self.proc.poll() is None:
+                self.ask("bye", op="quit")
+        finally:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def measure_variants(
+    variants: dict[str, tuple[str, str]],
+    threads: int,
+    input_path: str,
+    *,
+    warmup_runs: int,
+    min_runs: int,
+    min_seconds: float,
+    runs_per_round: int,
+    batch_sizes: list[int],
+    throughput_seconds: float,
+    block_warmup: int = 5,
+    cooldown_seconds: float = 0.002,
+) -> dict:
+    """Measure every variant in its own process at one thread count.
+
+    Args:
+        variants: Name -> (``keras`` or ``tflite``, model path).
+        threads: Thread count for every runtime.
+        input_path: ``.npy`` of float32 test images (batch-1 calls use the first).
+        warmup_runs: Untimed calls in each worker before the first round.
+        min_runs: Rounds continue until every variant has this many timed calls ...
+        min_seconds: ... and the rounds have lasted this long in all.
+        runs_per_round: Timed calls per variant per round.
+        batch_sizes: Throughput sweep (empty: none).
+        throughput_seconds: Timed seconds per variant and batch size.
+        block_warmup: Untimed calls at the start of every block: the previous worker
+            left the caches cold, and steady-state latency is what a server sees.
+        cooldown_seconds: Pause between two variants' blocks (lets spinning thread pools
+            of the previous worker go idle).
+
+    Returns:
+        ``{"threads", "rounds", "variants": {name: {"latency", "memory", "throughput",
+        "saturation_batch"}}}``.
+    """
+    from train2infer.evaluate import timing
+
+    workers = {}
+    try:
+        for name, (kind, path) in variants.items():
+            workers[name] = Worker(name, kind, path, threads, input_path, warmup_runs)
+        names = list(workers)
+
+        def block(name: str) -> list[float]:
+            got = workers[name].ask("samples_ms", op="latency", runs=runs_per_round, warmup=block_warmup)
+            time.sleep(cooldown_seconds)
+            return got["samples_ms"]
+
+        samples, rounds = timing.rotating_rounds(names, block, min_runs, min_seconds, runs_per_round)
+        result = {"threads": threads, "rounds": rounds, "variants": {}}
+        for name in names:
+            memory = workers[name].ask("peak_rss_bytes", op="memory")
+            ips = {b: workers[name].ask("images_per_second", op="throughput", batch=b,
+                                        seconds=throughput_seconds)["images_per_second"] for b in batch_sizes}
+            result["variants"][name] = {
+                "latency": timing.summarize(samples[name]),
+                "memory": memory,
+                "throughput": {str(b): round(v, 1) for b, v in ips.items()},
+                "saturation_batch": timing.saturation_batch(ips),
+            }
+        return result
+    finally:
+        for w in workers.values():
+            w.close()
+
+
+if __name__ == "__main__":
+    kind, path, threads, input_path, warmup = sys.argv[1:6]
+    worker(kind, path, int(threads), input_path, int(warmup))

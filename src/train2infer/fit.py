@@ -1,0 +1,272 @@
+"""Fitting classifiers, shared by train, shrink, prune and convert (PQAT).
+
+The tf.data input pipeline, compile + fit under a ``tf.distribute`` strategy, DVCLive
+logging that survives a resume, and the run set-up every fitting stage does first.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from train2infer.core import live as livelog
+from train2infer.prepared import to_float
+
+
+def make_dataset(
+    x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int, drop_remainder: bool = False
+):
+    """A tf.data pipeline: scale to [0, 1], cache, shuffle per epoch, batch, prefetch.
+
+    Args:
+        x: uint8 images.
+        y: Integer labels.
+        batch_size: Global batch size.
+        shuffle: Reshuffle every epoch (training).
+        seed: Shuffle seed.
+        drop_remainder: Drop the last partial batch.
+
+    Returns:
+        A ``tf.data.Dataset`` of ``(float32 images, int64 labels)`` batches.
+    """
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    ds = ds.map(lambda a, b: (tf.cast(a, tf.float32) / 255.0, b), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.cache()
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    options = tf.data.Options()
+    # In-memory data has no files to shard: multi-worker training shards by element.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def input_throughput(dataset, min_seconds: float = 1.0) -> dict:
+    """Images/s the input pipeline alone delivers, after one pass that fills its cache.
+
+    A benchmark for "does the input keep the trainer busy": compare with the training
+    throughput (the trainer consumes images far slower than this when the answer is yes).
+
+    Args:
+        dataset: A batched ``tf.data.Dataset`` of ``(images, labels)``, finite.
+        min_seconds: Keep re-reading it until this much time has passed (at least one pass).
+
+    Returns:
+        ``{"images_per_second", "passes", "seconds"}``.
+    """
+    import time
+
+    for _ in dataset:  # warm-up pass: traces the map function and fills the cache
+        pass
+    images, passes, start = 0, 0, time.perf_counter()
+    while True:
+        for xb, _ in dataset:
+            images += int(xb.shape[0])
+        passes += 1
+        seconds = time.perf_counter() - start
+        if seconds >= min_seconds:
+            break
+    return {"images_per_second": round(images / seconds, 1), "passes": passes, "seconds": round(seconds, 3)}
+
+
+def compile_classifier(model: keras.Model, learning_rate: float, jit_compile: bool = False) -> keras.Model:
+    """Adam + sparse categorical cross-entropy on logits + accuracy (optionally XLA)."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+class LiveLogger(keras.callbacks.Callback):
+    """Logs every epoch's Keras metrics to a DVCLive ``Live`` (``train/…`` and ``val/…``).
+
+    The DVCLive step is the epoch number. When training resumes at epoch ``k`` (after
+    ``BackupAndRestore`` restored a checkpoint), rows logged for epochs ``>= k`` by the
+    interrupted run are dropped first, so the curves have one row per epoch, no gap and
+    no duplicate; ``resumed_from_epoch`` records ``k`` (0 for a fresh start).
+    DVCLive's own Keras callback imports Keras 3; this one stays on tf_keras.
+    """
+
+    def __init__(self, live, prefix: str = ""):
+        super().__init__()
+        self.live = live
+        self.prefix = prefix
+        self.resumed_from_epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.resumed_from_epoch is None:
+            self.resumed_from_epoch = int(epoch)
+            truncate_live(self.live, epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.live.step = int(epoch)
+        for key, value in sorted((logs or {}).items()):
+            split, name = ("val", key[4:]) if key.startswith("val_") else ("train", key)
+            self.live.log_metric(f"{self.prefix}{split}/{name}", float(value))
+        self.live.make_summary()
+
+
+def truncate_live(live, step: int) -> None:
+    """Drop DVCLive plot rows with ``step >= step`` and set the live step to ``step``."""
+    livelog.truncate(live.plots_dir, step)
+    live.step = step
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Wall time of every epoch (the first includes graph tracing)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+        self._t0 = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        import time
+
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        import time
+
+        self.seconds.append(time.perf_counter() - self._t0)
+
+
+def throughput(epoch_seconds: Sequence[float], images_per_epoch: int, replicas: int) -> dict:
+    """Steady-state training throughput from epoch times.
+
+    The first timed epoch (graph tracing, cache filling) is left out when there are more.
+
+    Returns:
+        ``images_per_second`` (all replicas), ``images_per_second_per_replica``,
+        ``epochs_timed``, ``median_epoch_seconds``.
+    """
+    times = list(epoch_seconds[1:] if len(epoch_seconds) > 1 else epoch_seconds)
+    median = float(np.median(times))
+    ips = images_per_epoch / median
+    return {
+        "images_per_second": round(ips, 1),
+        "images_per_second_per_replica": round(ips / replicas, 1),
+        "epochs_timed": len(times),
+        "median_epoch_seconds": round(median, 4),
+    }
+
+
+def fit_classifier(
+    build: Callable[[], keras.Model],
+    strategy: tf.distribute.Strategy,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    scale_learning_rate: bool,
+    seed: int,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    jit_compile: bool = False,
+    verbose: int = 2,
+) -> tuple[keras.Model, dict]:
+    """Build (inside the strategy's scope), compile and fit a classifier.
+
+    Args:
+        build: Returns a fresh, uncompiled model; called inside ``strategy.scope()``.
+        strategy: Where to train; the global batch is ``batch_size`` x replicas.
+        train: uint8 images and labels to fit.
+        val: uint8 images and labels for per-epoch validation.
+        epochs: Passes over ``train``.
+        batch_size: Per-replica batch size.
+        learning_rate: Learning rate for one replica.
+        scale_learning_rate: Multiply the rate by the replica count (linear scaling rule).
+        seed: Shuffle seed.
+        callbacks: Extra Keras callbacks (e.g. :class:`LiveLogger`, pruning steps,
+            ``BackupAndRestore``), called in this order.
+        jit_compile: XLA-compile the train step.
+        verbose: Keras progress output (2 = one line per epoch).
+
+    Returns:
+        ``(model, info)`` where ``info`` has the replica count, global batch, learning
+        rate, steps per epoch and the Keras history.
+    """
+    replicas = strategy.num_replicas_in_sync
+    global_batch = batch_size * replicas
+    lr = learning_rate * (replicas if scale_learning_rate else 1)
+    with strategy.scope():
+        model = build()
+        compile_classifier(model, lr, jit_compile=jit_compile)
+    train_ds = make_dataset(*train, global_batch, shuffle=True, seed=seed)
+    val_ds = make_dataset(*val, global_batch, shuffle=False, seed=seed)
+    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=list(callbacks), verbose=verbose)
+    info = {
+        "replicas": replicas,
+        "global_batch_size": global_batch,
+        "learning_rate": lr,
+        "steps_per_epoch": int(np.ceil(len(train[0]) / global_batch)),
+        "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+    }
+    return model, info
+
+
+def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
+    """Top-1 accuracy of a logits model on uint8 images (inference mode)."""
+    logits = model.predict(to_float(x), batch_size=batch_size, verbose=0)
+    return float(np.mean(np.argmax(logits, axis=-1) == y))
+
+
+def as_float32(model: keras.Model, build: Callable[[], keras.Model]) -> keras.Model:
+    """A float32 copy of a (possibly mixed-precision) model, for export.
+
+    Args:
+        model: Trained model.
+        build: Builds the same architecture; called with the float32 policy set.
+    """
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+    keras.mixed_precision.set_global_policy("float32")
+    copy = build()
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def run_key(settings: dict) -> str:
+    """A short stable hash of everything that defines a training run.
+
+    A backup is resumed only by a run with the same key, so a changed parameter never
+    continues from another run's weights.
+    """
+    import hashlib
+    import json
+
+    blob = json.dumps(settings, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def setup(cfg, seed: int) -> tf.distribute.Strategy:
+    """What every fitting stage does first: pick the strategy (before TensorFlow runs any op;
+    multi-worker needs that), op determinism, the global seed.
+
+    Args:
+        cfg: The ``train`` section (:class:`train2infer.train.config.TrainConfig`).
+        seed: Global seed.
+
+    Raises:
+        ParamError: If ``multi_worker`` is asked for without a ``TF_CONFIG``.
+    """
+    from train2infer import distribute
+    from train2infer.core.params import ParamError
+
+    try:
+        strategy = distribute.select_strategy(cfg.strategy)
+    except ParamError as exc:
+        raise exc.within(cfg.SECTION) from None
+    if cfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(seed)
+    return strategy

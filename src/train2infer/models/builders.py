@@ -1,0 +1,154 @@
+"""Model builders (tf_keras, i.e. Keras 2, as TF-MOT requires), one per ``model.name``."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import tf_keras as keras
+
+
+def build_cnn(
+    input_shape: Sequence[int],
+    num_classes: int,
+    filters: Sequence[int] = (32, 64),
+    convs_per_stage: int = 2,
+    kernel_size: int = 3,
+    dense_units: int = 64,
+    dropout: float = 0.2,
+    bn_momentum: float = 0.9,
+    seed: int = 0,
+    output_dtype: str = "float32",
+) -> keras.Model:
+    """A CNN of ``Conv2D -> BatchNormalization -> ReLU`` blocks that outputs logits.
+
+    Each stage has ``convs_per_stage`` blocks followed by 2x2 max pooling; then global
+    average pooling, an optional ``Dense+ReLU`` and the classifier. Layer names are stable
+    (``s{stage}c{conv}_conv``, ``_bn``, ``_relu``, ``gap``, ``hidden``, ``logits``) so that
+    reports can map TFLite ops back to them.
+
+    Args:
+        input_shape: ``(height, width, channels)``.
+        num_classes: Number of output logits.
+        filters: Width of each stage.
+        convs_per_stage: Conv blocks per stage.
+        kernel_size: Square convolution kernel size.
+        dense_units: Width of the hidden dense layer; 0 for none.
+        dropout: Dropout rate before the classifier.
+        bn_momentum: BatchNormalization moving-average momentum.
+        seed: Seed for the weight initialisers.
+        output_dtype: dtype of the logits (keep float32 under mixed precision).
+
+    Returns:
+        An uncompiled functional model named ``cnn``.
+    """
+    init = keras.initializers.HeNormal
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = inputs
+    k = 0
+    for s, width in enumerate(filters):
+        for c in range(convs_per_stage):
+            name = f"s{s}c{c}"
+            x = keras.layers.Conv2D(
+                width,
+                kernel_size,
+                padding="same",
+                use_bias=False,
+                kernel_initializer=init(seed=seed + k),
+                name=f"{name}_conv",
+            )(x)
+            x = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(x)
+            x = keras.layers.ReLU(name=f"{name}_relu")(x)
+            k += 1
+        x = keras.layers.MaxPooling2D(name=f"s{s}_pool")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    if dense_units:
+        x = keras.layers.Dense(
+            dense_units, activation="relu", kernel_initializer=init(seed=seed + k), name="hidden"
+        )(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
+    outputs = keras.layers.Dense(
+        num_classes,
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seed + k + 1),
+        dtype=output_dtype,
+        name="logits",
+    )(x)
+    return keras.Model(inputs, outputs, name="cnn")
+
+
+def build_mobilenet(
+    input_shape: Sequence[int],
+    num_classes: int,
+    stem_filters: int = 16,
+    filters: Sequence[int] = (32, 64, 128),
+    blocks_per_stage: int = 2,
+    dropout: float = 0.2,
+    bn_momentum: float = 0.9,
+    seed: int = 0,
+    output_dtype: str = "float32",
+) -> keras.Model:
+    """A MobileNet-style chain whose body XNNPACK's sparse inference accepts.
+
+    ``ZeroPadding2D(1) -> Conv2D 3x3 stride 2 (valid)`` stem on 3 channels, then per stage
+    ``blocks_per_stage`` blocks of ``DepthwiseConv2D 3x3 -> BN -> ReLU -> Conv2D 1x1 ->
+    BN -> ReLU`` (the first block of every stage after the first has a stride-2
+    depthwise convolution behind a ``ZeroPadding2D(1)``), then global average pooling
+    with ``keepdims`` (XNNPACK's ``MEAN`` end of the sparse subgraph), flatten, dropout
+    and the classifier. This is the structure TF-MOT's ``PruneForLatencyOnXNNPack``
+    checks; only the 1x1 convolutions are pruned under that policy.
+
+    Args:
+        input_shape: ``(height, width, channels)``; the sparse path needs 3 channels.
+        num_classes: Number of output logits.
+        stem_filters: Width of the stem convolution.
+        filters: Width of each stage's 1x1 convolutions.
+        blocks_per_stage: Depthwise-separable blocks per stage.
+        dropout: Dropout rate before the classifier.
+        bn_momentum: BatchNormalization momentum.
+        seed: Seed for the weight initialisers.
+        output_dtype: dtype of the logits.
+
+    Returns:
+        An uncompiled functional model named ``mobilenet``.
+    """
+    init = keras.initializers.HeNormal
+    L = keras.layers
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = L.ZeroPadding2D(1, name="stem_pad")(inputs)
+    x = L.Conv2D(stem_filters, 3, strides=2, padding="valid", use_bias=False,
+                 kernel_initializer=init(seed=seed), name="stem_conv")(x)
+    x = L.BatchNormalization(momentum=bn_momentum, name="stem_bn")(x)
+    x = L.ReLU(name="stem_relu")(x)
+    k = 1
+    for s, width in enumerate(filters):
+        for b in range(blocks_per_stage):
+            name = f"s{s}b{b}"
+            if s > 0 and b == 0:
+                x = L.ZeroPadding2D(1, name=f"{name}_pad")(x)
+                x = L.DepthwiseConv2D(3, strides=2, padding="valid", use_bias=False,
+                                      depthwise_initializer=init(seed=seed + k), name=f"{name}_dw")(x)
+            else:
+                x = L.DepthwiseConv2D(3, padding="same", use_bias=False,
+                                      depthwise_initializer=init(seed=seed + k), name=f"{name}_dw")(x)
+            x = L.BatchNormalization(momentum=bn_momentum, name=f"{name}_dw_bn")(x)
+            x = L.ReLU(name=f"{name}_dw_relu")(x)
+            x = L.Conv2D(width, 1, use_bias=False, kernel_initializer=init(seed=seed + k + 1),
+                         name=f"{name}_pw")(x)
+            x = L.BatchNormalization(momentum=bn_momentum, name=f"{name}_pw_bn")(x)
+            x = L.ReLU(name=f"{name}_pw_relu")(x)
+            k += 2
+    x = L.GlobalAveragePooling2D(keepdims=True, name="gap")(x)
+    x = L.Flatten(name="flatten")(x)
+    if dropout:
+        x = L.Dropout(dropout, seed=seed, name="dropout")(x)
+    outputs = L.Dense(num_classes, kernel_initializer=keras.initializers.GlorotUniform(seed=seed + k),
+                      dtype=output_dtype, name="logits")(x)
+    return keras.Model(inputs, outputs, name="mobilenet")
+
+
+def build_model(name: str, input_shape: Sequence[int], num_classes: int, seed: int, **options) -> keras.Model:
+    """Build the model called ``name`` (the ``model.name`` parameter) with its options."""
+    builders = {"cnn": build_cnn, "mobilenet": build_mobilenet}
+    if name not in builders:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(builders)}")
+    return builders[name](input_shape, num_classes, seed=seed, **options)

@@ -1,0 +1,53 @@
+"""``prune`` (``conf/prune/default.yaml``): TF-MOT magnitude pruning and its fine-tuning."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from train2infer.core.params import ParamError, check_range, choice, ranged
+
+SCHEDULES = ("polynomial_decay", "constant_sparsity")
+PATTERNS = ("unstructured", "m_by_n", "block")
+POLICIES = ("none", "xnnpack")
+
+
+@dataclass
+class PruneConfig:
+    """Schedule, pattern and selection of TF-MOT's ``prune_low_magnitude``."""
+
+    SECTION: ClassVar[str] = "prune"
+    start_from: str = choice("trained", "shrunk")
+    schedule: str = choice(*SCHEDULES)
+    initial_sparsity: float = ranged(0)
+    final_sparsity: float = ranged(0, 1, hi_open=True)
+    begin_fraction: float = ranged(0, 1, hi_open=True)
+    end_fraction: float = ranged(0, 1)
+    frequency: int = ranged(1)
+    epochs: int = ranged(1)
+    batch_size: int = ranged(1)
+    learning_rate: float = ranged(0, lo_open=True)
+    tolerance: float = ranged(0, 1)
+    pattern: str = choice(*PATTERNS)
+    m_by_n: list[int]
+    block_size: list[int]
+    policy: str = choice(*POLICIES)
+    include: list[str]
+    exclude: list[str]
+
+    def check(self) -> None:
+        check_range("initial_sparsity", self.initial_sparsity, 0, self.final_sparsity)
+        check_range("end_fraction", self.end_fraction, self.begin_fraction, 1, lo_open=True)
+        if len(self.m_by_n) != 2 or not 0 < self.m_by_n[0] < self.m_by_n[1]:
+            raise ParamError("m_by_n", list(self.m_by_n), "must be [m, n] with 0 < m < n (m zeros in every n)")
+        if len(self.block_size) != 2 or min(self.block_size) < 1:
+            raise ParamError("block_size", list(self.block_size), "must be [rows, cols], each >= 1")
+        if self.policy == "xnnpack" and self.pattern != "unstructured":
+            raise ParamError("policy", self.policy, "works with prune.pattern=unstructured only")
+
+    @property
+    def target_sparsity(self) -> float:
+        """The sparsity each pruned kernel must reach (``m_by_n`` fixes it at m / n)."""
+        if self.pattern == "m_by_n":
+            return self.m_by_n[0] / self.m_by_n[1]
+        return self.final_sparsity

@@ -1,0 +1,81 @@
+"""The prune stage's work: wrap, fine-tune with the schedule, strip, check, report."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from train2infer.core.publish import write_json
+from train2infer.prepared import load_prepared
+
+
+def run(cfg, train_cfg, seed: int, data: str | Path, model_in: str | Path, model_out: Path, reports: Path) -> dict:
+    """Magnitude-prune ``model_in`` as ``cfg`` (the ``prune`` section) says.
+
+    Args:
+        cfg: The ``prune`` section.
+        train_cfg: The ``train`` section (device strategy and determinism of fine-tuning).
+        seed: Global seed.
+        data: Prepared-data folder.
+        model_in: The ``.keras`` model to start from (trained or shrunk).
+        model_out: Stripped ``.keras`` file to write (zeros in place, no wrappers).
+        reports: Folder to write: DVCLive fine-tuning metrics (``metrics.json`` with the
+            summary, ``plots/metrics/``) and ``sparsity.json`` (per pruned kernel).
+
+    Returns:
+        The summary (achieved and target sparsity, schedule steps, validation accuracy,
+        dense and non-zero multiply-adds) plus ``chief`` and ``per_kernel``.
+
+    Raises:
+        Train2InferError: If a pruned kernel misses its target by more than ``tolerance``
+            or breaks the ``m_by_n`` pattern; ParamError if ``frequency`` never updates the
+            masks or the selection prunes nothing.
+    """
+    from dvclive import Live
+
+    from train2infer import distribute, fit
+    from train2infer.models import io, work
+    from train2infer.prune import checks, tfmot
+
+    train_xy, val_xy = load_prepared(data, "train"), load_prepared(data, "val")
+    strategy = fit.setup(train_cfg, seed)  # first TF call (multi-worker needs it)
+    io.load_model(model_in)  # fail fast, before any work, on a bad file
+    total = cfg.epochs * math.ceil(len(train_xy[0]) / (cfg.batch_size * strategy.num_replicas_in_sync))
+    begin, end = tfmot.schedule_steps(total, cfg.begin_fraction, cfg.end_fraction, cfg.frequency)
+
+    def build():  # a fresh load each time: the wrapper shares layers with the model it wraps
+        schedule = tfmot.make_schedule(cfg.schedule, cfg.initial_sparsity, cfg.final_sparsity, begin, end,
+                                       cfg.frequency)
+        return tfmot.wrap(io.load_model(model_in), schedule, cfg.pattern, cfg.m_by_n, cfg.block_size, cfg.policy,
+                          cfg.include, cfg.exclude)
+
+    with Live(dir=str(reports), dvcyaml=None, save_dvc_exp=False) as live:
+        wrapped, _ = fit.fit_classifier(
+            build, strategy, train_xy, val_xy, epochs=cfg.epochs, batch_size=cfg.batch_size,
+            learning_rate=cfg.learning_rate, scale_learning_rate=False, seed=seed,
+            callbacks=tfmot.callbacks() + [fit.LiveLogger(live)])
+        pruned_names = [layer.layer.name for layer in wrapped.layers if tfmot.is_wrapper(layer)]
+        stripped = tfmot.strip(wrapped)
+        per_kernel = {n: s for n, s in work.kernel_sparsity(stripped).items() if n in pruned_names}
+        checks.check_sparsity(per_kernel, cfg.target_sparsity, cfg.tolerance)
+        if cfg.pattern == "m_by_n":
+            checks.check_m_by_n({n: stripped.get_layer(n).get_weights()[0] for n in per_kernel}, cfg.m_by_n)
+        done = work.summary(stripped)
+        live.summary.update({
+            "sparsity": done["sparsity"], "min_kernel_sparsity": min(per_kernel.values()),
+            "target_sparsity": cfg.target_sparsity, "pattern": cfg.pattern, "policy": cfg.policy,
+            "start_from": cfg.start_from, "val_accuracy_inference": fit.accuracy(stripped, *val_xy),
+            "begin_step": begin, "end_step": end, "total_steps": total,
+            "macs_dense": done["macs"], "macs_nonzero": done["macs_nonzero"],
+        })
+        summary = dict(live.summary)
+    write_json(Path(reports) / "sparsity.json", [{"layer": k, "sparsity": round(v, 6)} for k, v in per_kernel.items()])
+    io.save_for_inference(stripped, model_out)
+    return {**summary, "chief": distribute.is_chief(strategy), "per_kernel": per_kernel}
+
+
+def describe(result: dict) -> str:
+    """The stage's closing line."""
+    k = result["per_kernel"].values()
+    return (f"prune: {result['pattern']} from {result['start_from']}, target {result['target_sparsity']:g}, "
+            f"{len(k)} kernels {min(k):.3f}..{max(k):.3f}, val accuracy {result['val_accuracy_inference']:.4f}")

@@ -1,0 +1,161 @@
+"""TF-MOT magnitude pruning: the schedule, which layers are wrapped, and stripping the wrappers."""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Sequence
+
+import tensorflow_model_optimization as tfmot
+import tf_keras as keras
+
+from train2infer.core.params import ParamError
+from train2infer.models.work import KERNEL_LAYERS as PRUNABLE_KERNELS
+
+
+def schedule_steps(
+    total_steps: int, begin_fraction: float, end_fraction: float, frequency: int
+) -> tuple[int, int]:
+    """Begin and end steps of a pruning schedule, with the end on a mask-update step.
+
+    TF-MOT updates masks only on steps where ``(step - begin) % frequency == 0``; an end
+    step between two updates means the final sparsity is never applied, and a frequency
+    larger than the schedule means masks are never updated at all.
+
+    Args:
+        total_steps: Fine-tuning steps (epochs x steps per epoch).
+        begin_fraction: Start of the schedule as a fraction of ``total_steps``.
+        end_fraction: End of the schedule as a fraction of ``total_steps``.
+        frequency: Steps between mask updates.
+
+    Returns:
+        ``(begin_step, end_step)`` with ``end_step - begin_step`` a positive multiple of
+        ``frequency`` and ``end_step < total_steps``.
+
+    Raises:
+        ParamError: If no mask update fits between begin and end.
+    """
+    begin = int(round(begin_fraction * total_steps))
+    end_target = min(int(round(end_fraction * total_steps)), total_steps - 1)
+    updates = (end_target - begin) // frequency
+    if updates < 1:
+        raise ParamError(
+            "frequency", frequency,
+            f"never updates the pruning masks: the schedule spans only {max(end_target - begin, 0)} of "
+            f"{total_steps} fine-tuning steps (lower prune.frequency or raise prune.epochs / prune.end_fraction)")
+    return begin, begin + updates * frequency
+
+
+def make_schedule(
+    kind: str, initial_sparsity: float, final_sparsity: float, begin_step: int, end_step: int, frequency: int
+) -> tfmot.sparsity.keras.PruningSchedule:
+    """A TF-MOT pruning schedule: ``polynomial_decay`` or ``constant_sparsity``."""
+    if kind == "polynomial_decay":
+        return tfmot.sparsity.keras.PolynomialDecay(
+            initial_sparsity=initial_sparsity,
+            final_sparsity=final_sparsity,
+            begin_step=begin_step,
+            end_step=end_step,
+            frequency=frequency,
+        )
+    if kind == "constant_sparsity":
+        return tfmot.sparsity.keras.ConstantSparsity(
+            final_sparsity, begin_step=begin_step, end_step=end_step, frequency=frequency
+        )
+    raise ValueError(f"unknown pruning schedule {kind!r}")
+
+
+def selected(layer, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> bool:
+    """Whether ``layer`` is a prunable kernel layer named by ``include`` and not by ``exclude``.
+
+    Patterns are fnmatch-style layer names (``s0*``, ``logits``); an empty ``include``
+    selects every prunable layer.
+    """
+    if not isinstance(layer, PRUNABLE_KERNELS):
+        return False
+    if include and not any(fnmatch.fnmatchcase(layer.name, p) for p in include):
+        return False
+    return not any(fnmatch.fnmatchcase(layer.name, p) for p in exclude)
+
+
+def wrap(
+    model: keras.Model,
+    schedule,
+    pattern: str = "unstructured",
+    m_by_n: Sequence[int] = (2, 4),
+    block_size: Sequence[int] = (1, 4),
+    policy: str = "none",
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> keras.Model:
+    """Wrap the selected prunable layers of ``model`` with TF-MOT's ``PruneLowMagnitude``.
+
+    The wrapped model shares layers with ``model``: pass a model loaded from disk or a
+    :func:`train2infer.models.clone`, never one you still use.
+
+    Args:
+        model: A functional model.
+        schedule: From :func:`make_schedule`.
+        pattern: ``unstructured``; ``m_by_n`` (``m`` zeros in every ``n`` consecutive
+            input-channel weights, TF-MOT's ``sparsity_m_by_n``; the schedule's sparsity
+            is then ``m / n``); ``block`` (``block_size`` blocks zeroed together; TF-MOT
+            supports it for Dense kernels only, so convolutions stay dense).
+        m_by_n: ``(m, n)`` for ``m_by_n``.
+        block_size: ``(rows, cols)`` of the kernel reshaped to 2-D, for ``block``.
+        policy: ``none``, or ``xnnpack``: TF-MOT's ``PruneForLatencyOnXNNPack`` (only
+            1x1 convolutions of a subgraph XNNPACK's sparse kernels accept).
+        include: Layer-name patterns to prune (empty: all prunable layers).
+        exclude: Layer-name patterns to leave dense.
+
+    Raises:
+        ParamError: If the policy rejects the model, or nothing is selected.
+    """
+    params = {"pruning_schedule": schedule}
+    if pattern == "m_by_n":
+        params["sparsity_m_by_n"] = tuple(int(v) for v in m_by_n)
+    elif pattern == "block":
+        params["block_size"] = tuple(int(v) for v in block_size)
+    chooser = tfmot.sparsity.keras.PruneForLatencyOnXNNPack() if policy == "xnnpack" else None
+    if chooser is not None:
+        try:
+            chooser.ensure_model_supports_pruning(model)
+        except ValueError as exc:
+            raise ParamError("policy", policy, f"does not fit model {model.name!r}: {exc} "
+                             "(use model=mobilenet with prepare.channels=3)") from None
+
+    def choose(layer):
+        if pattern == "block" and not isinstance(layer, keras.layers.Dense):
+            return False  # TF-MOT's block sparsity takes 2-D kernels only
+        return selected(layer, include, exclude) and (chooser is None or chooser.allow_pruning(layer))
+
+    chosen = [layer.name for layer in model.layers if choose(layer)]
+    if not chosen:
+        raise ParamError("include", list(include), f"with prune.exclude={list(exclude)} selects no prunable "
+                         f"layer of {model.name!r}")
+
+    def clone_function(layer):
+        if not choose(layer):
+            return layer
+        try:
+            return tfmot.sparsity.keras.prune_low_magnitude(layer, **params)
+        except ValueError as exc:
+            raise ParamError("pattern", pattern, f"cannot prune layer {layer.name}: "
+                             f"{str(exc).splitlines()[0]} (leave it out with prune.exclude)") from None
+
+    return keras.models.clone_model(model, clone_function=clone_function)
+
+
+def is_wrapper(layer) -> bool:
+    """Whether ``layer`` is TF-MOT's pruning wrapper."""
+    from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude
+
+    return isinstance(layer, PruneLowMagnitude)
+
+
+def callbacks() -> list[keras.callbacks.Callback]:
+    """Callbacks fine-tuning needs (``UpdatePruningStep``; no TensorBoard summaries)."""
+    return [tfmot.sparsity.keras.UpdatePruningStep()]
+
+
+def strip(model: keras.Model) -> keras.Model:
+    """Remove the pruning wrappers, keeping the masked (zeroed) weights."""
+    return tfmot.sparsity.keras.strip_pruning(model)

@@ -1,0 +1,273 @@
+"""The report's sections, one function each, from the stages' reports (Markdown lines)."""
+
+from __future__ import annotations
+
+TABLE_COLUMNS = (
+    ("accuracy", "accuracy", "{:.4f}"),
+    ("p50 ms", "latency_p50_ms", "{:.3f}"),
+    ("p90 ms", "latency_p90_ms", "{:.3f}"),
+    ("p99 ms", "latency_p99_ms", "{:.3f}"),
+    ("size B", "size_bytes", "{:,}"),
+    ("gzip B", "gzip_bytes", "{:,}"),
+    ("sparsity", "sparsity", "{:.3f}"),
+    ("speedup p50", "speedup_p50", "{:.2f}x"),
+    ("gzip ratio", "gzip_ratio", "{:.2f}x"),
+)
+
+
+def markdown_table(metrics: dict, columns=TABLE_COLUMNS) -> str:
+    """The variants of ``metrics.json`` as a Markdown table (one row per variant)."""
+    head = "| variant | " + " | ".join(title for title, _, _ in columns) + " |"
+    rule = "|---" * (len(columns) + 1) + "|"
+    rows = [
+        f"| {name} | " + " | ".join(fmt.format(v[key]) for _, key, fmt in columns) + " |"
+        for name, v in metrics["variants"].items()
+    ]
+    return "\n".join([head, rule, *rows])
+
+
+SUMMARY_COLUMNS = (
+    ("accuracy", "accuracy", "{:.4f}"),
+    ("p50 ms", "latency_p50_ms", "{:.3f}"),
+    ("p90 ms", "latency_p90_ms", "{:.3f}"),
+    ("CV", "latency_cv", "{:.2f}"),
+    ("img/s", "throughput_ips", "{:.0f}"),
+    ("size B", "size_bytes", "{:,}"),
+    ("gzip B", "gzip_bytes", "{:,}"),
+    ("sparsity", "sparsity", "{:.3f}"),
+    ("GFLOP", "gflop", "{:.4f}"),
+    ("% of peak", "peak_fraction", "{:.0%}"),
+    ("speedup p50", "speedup_p50", "{:.2f}x"),
+    ("gzip ratio", "gzip_ratio", "{:.2f}x"),
+)
+
+
+def markdown(r: dict, plotted: dict, figures: str) -> str:
+    """The whole report as Markdown.
+
+    Args:
+        r: The stages' reports, as :func:`train2infer.report.run.read_reports` reads them.
+        plotted: What each figure shows (from :mod:`train2infer.report.plots`).
+        figures: Path of the figures folder relative to the report.
+    """
+    out = summary(r["metrics"], r["benchmark"], r["prepare"]) + method(r["benchmark"]["method"])
+    out += tradeoffs(r["metrics"], r["benchmark"], plotted, figures) + work(r["metrics"], figures)
+    out += memory(r["benchmark"]["memory"]) + ["## Size", "", f"![Sizes]({figures}/sizes.png)", ""]
+    out += pruning(r["shrink"], r["channels"], r["prune"], figures) + fusion(r["convert"])
+    out += xnnpack_markdown(r["metrics"], r["convert"], r["benchmark"])
+    out += ["", "## Training", "", f"![Training]({figures}/training.png)", ""]
+    out += per_class_markdown(r["benchmark"]["per_class"], r["prepare"])
+    return "\n".join(out)
+
+
+def summary(metrics: dict, bench: dict, prepare: dict) -> list[str]:
+    """Title, data and machine line, the summary table and the noise verdict."""
+    v, m = metrics["variants"], metrics["machine"]
+    threshold = bench["method"]["cv_threshold"]
+    flagged = [n for n in v if v[n]["latency_cv"] > threshold]
+    mach, sizes = bench["machine"], prepare["sizes"]
+    return [
+        "# train2infer report", "",
+        f"Data: `{prepare.get('source', '?')}`, images {prepare['image_shape']}, "
+        f"train/val/test = {sizes['train']}/{sizes['val']}/{sizes['test']}. Machine: {mach['cpu']}, "
+        f"{mach['cpus']} cores; TensorFlow {mach['tensorflow']}, LiteRT {mach['ai_edge_litert']}.", "",
+        f"## Summary (baseline `{metrics['baseline']}`, batch 1, {m['threads']} thread(s))", "",
+        markdown_table(metrics, SUMMARY_COLUMNS), "",
+        f"`img/s` is the best offline throughput over the batch sweep with {m['threads_all_cores']} threads; "
+        f"`% of peak` compares achieved GFLOP/s with this machine's GEMM peak (float32 "
+        f"{m['peak_gflops_float32']:.0f} GFLOP/s, int8 {m['peak_gops_int8']:.0f} GOP/s).", "",
+        (f"**Noisy:** latency CV above {threshold:.0%} for {', '.join(f'`{n}`' for n in flagged)}: compare their "
+         "p50s with care (the interleaved method still exposes every variant to the same noise)."
+         if flagged else f"Every variant's latency CV is within {threshold:.0%}."), "",
+    ]
+
+
+def method(meth: dict) -> list[str]:
+    """How latency, throughput, work, peak and memory were measured."""
+    return [
+        "## Method", "",
+        f"MLPerf-style single-stream latency and offline throughput. For each thread count "
+        f"({', '.join(str(t) for t in meth['threads_resolved'])}) every variant runs in a **fresh process of its "
+        "own** (a LiteRT process never imports TensorFlow) with a fresh interpreter. After "
+        f"{meth['warmup_runs']} untimed warm-up calls, the variants are timed **interleaved**: in rounds whose "
+        f"order rotates, each variant runs {meth['block_warmup']} untimed then {meth['runs_per_round']} "
+        f"individually timed batch-1 calls (input set, invoke, output read), until every variant has at least "
+        f"{meth['min_runs']} timed calls and the rounds lasted at least {meth['min_seconds']} s. "
+        f"Single-thread workers are pinned to one core. Throughput: images/s over at least "
+        f"{meth['throughput_seconds']} s per batch size ({', '.join(str(b) for b in meth['batch_sizes'])}). "
+        "Work: multiply-adds of Conv2D / DepthwiseConv2D / Dense layers counted from the Keras model "
+        "(FLOPs = 2 x MACs; `gflop_effective` skips zero weights). Peak: the best p50 rate of 1x1 and 3x3 "
+        "convolution GEMMs on the same runtime and threads. Memory: the peak resident set of each "
+        "variant's own process after its latency rounds.", "",
+    ]
+
+
+def tradeoffs(metrics: dict, bench: dict, plotted: dict, figures: str) -> list[str]:
+    """Accuracy vs latency (Pareto frontier) and throughput vs batch size."""
+    meth = bench["method"]
+    widest = bench["runs"][str(metrics["machine"]["threads_all_cores"])]
+    out = [
+        "## Accuracy vs latency", "", f"![Pareto]({figures}/pareto.png)", "",
+        "Pareto frontier (no other variant is both faster and at least as accurate): "
+        + ", ".join(f"`{n}`" for n in plotted["pareto"]["frontier"]) + ".", "",
+        "## Throughput vs batch size", "", f"![Throughput]({figures}/throughput.png)", "",
+        "| variant | " + " | ".join(f"batch {b}" for b in meth["batch_sizes"]) + " | saturates at batch |",
+        "|---" * (len(meth["batch_sizes"]) + 2) + "|",
+    ]
+    for n, r in widest["variants"].items():
+        cells = " | ".join(f"{r['throughput'][str(b)]:.0f}" for b in meth["batch_sizes"])
+        sat = r["saturation_batch"] or f"not within the sweep (still growing at {max(meth['batch_sizes'])})"
+        out.append(f"| {n} | {cells} | {sat} |")
+    return out + ["", "Images/s with all cores; a variant saturates at the smallest batch within 5 % of its best "
+                  "(and not while the last step of the sweep still gains more than 5 %).", ""]
+
+
+def work(metrics: dict, figures: str) -> list[str]:
+    """Work per variant against the machine's GEMM peak."""
+    out = ["## Work and the physical limit", "", f"![Roofline]({figures}/roofline.png)", "",
+           "| variant | GFLOP dense | GFLOP effective | achieved GFLOP/s | % of peak | limited by |",
+           "|---|---|---|---|---|---|"]
+    for n, r in metrics["variants"].items():
+        bound = "work (near the GEMM peak)" if r["peak_fraction"] >= 0.5 else "overhead (far below the peak)"
+        out.append(f"| {n} | {r['gflop']:.4f} | {r['gflop_effective']:.4f} | {r['gflops_achieved']:.1f} | "
+                   f"{r['peak_fraction']:.0%} | {bound} |")
+    return out + [""]
+
+
+def memory(mem_by_variant: dict) -> list[str]:
+    """Peak and component memory of each variant's own process."""
+    def kib(mem, key):
+        return f"{mem[key] / 1024:.0f}" if key in mem else "n/a"
+
+    out = ["## Memory", "",
+           "| variant | peak RSS MiB | runtime alone MiB | interpreter load KiB | allocate (arena) KiB | "
+           "activation tensors KiB |", "|---|---|---|---|---|---|"]
+    for n, mem in mem_by_variant.items():
+        out.append(f"| {n} | {mem['peak_rss_bytes'] / 2**20:.0f} | {mem['runtime_rss_bytes'] / 2**20:.0f} | "
+                   f"{kib(mem, 'load_rss_bytes')} | {kib(mem, 'allocate_rss_bytes')} | {kib(mem, 'activation_bytes')} |")
+    return out + [
+        "",
+        "Runtime alone: the process after importing its runtime, before loading the model. Interpreter load and "
+        "allocate: resident memory growth while creating the LiteRT interpreter and in `allocate_tensors()`, "
+        "where the tensor arena is allocated (with XNNPACK's packed weights; LiteRT's Python API does not "
+        "report the arena itself). Activation tensors: the sum of all non-constant tensors, an upper bound "
+        "of the arena, which reuses memory between tensors whose lifetimes do not overlap.", "",
+    ]
+
+
+def pruning(shrink: dict, channels: dict, prune: dict, figures: str) -> list[str]:
+    """Channel pruning (shrink) and magnitude pruning (prune)."""
+    return ["## Pruning", ""] + channel_markdown(shrink, channels) + [
+        f"Magnitude pruning (TF-MOT, pattern `{prune.get('pattern', 'unstructured')}`, policy "
+        f"`{prune.get('policy', 'none')}`, from the {prune.get('start_from', 'trained')} model): target sparsity "
+        f"{prune.get('target_sparsity')}, achieved overall {prune.get('sparsity', 0):.4f}, lowest pruned kernel "
+        f"{prune.get('min_kernel_sparsity', 0):.4f}.", "",
+        f"![Sparsity]({figures}/sparsity.png)", "",
+    ]
+
+
+def fusion(convert: dict) -> list[str]:
+    """Per source: layers -> ops, the BatchNorm fold, Grappler; the first source's fusion table."""
+    out = ["## Fusion (Keras layers -> TFLite ops)", ""]
+    sources = {k: v for k, v in convert.items() if k != "skipped"}
+    tables = []
+    for model, entry in sources.items():
+        f = next(e for e in entry["tflite"].values() if e["precision"] == "float" and not e["sparse"])
+        tables.append(f["fusion"])
+        diffs = ", ".join(f"`{e['variant']}` {e['max_abs_diff']:.1e}" for e in entry["tflite"].values())
+        fold, graph = entry["keras_fold"], entry["saved_model_graph"]
+        out += [
+            f"`{model}`: {entry['keras_layers']} Keras layers -> {f['ops']} TFLite ops "
+            f"({', '.join(f'{k} x{c}' for k, c in f['op_types'].items())}); max |TFLite - Keras| {diffs}.",
+            f"Keras-level BatchNorm folding: {fold['layers_before']} -> {fold['layers_after']} layers, "
+            f"max |folded - unfused| {fold['max_abs_diff']:.1e} in float64 (float32: "
+            f"{fold['max_abs_diff_float32']:.1e}, logits up to {fold['max_abs_logit']:.1f}).",
+            f"SavedModel (folded) graph through Grappler: {graph['nodes_before']} -> {graph['nodes_after']} compute "
+            f"nodes ({', '.join(f'{k} x{c}' for k, c in graph['ops_after'].items())}).", "",
+        ]
+    out += ["| TFLite op | Keras layers |", "|---|---|"]
+    out += [f"| {r['op']} | {' + '.join(r['keras_layers'])} |" for r in tables[0]["ops"]]
+    return out + [f"| (none) | {u['layer']} ({u['reason']}) |" for u in tables[0]["unmapped"]]
+
+
+def xnnpack_markdown(metrics: dict, convert: dict, bench: dict) -> list[str]:
+    """Did XNNPACK's sparse inference speed up the sparse-format model? (``convert.sparse_format``)
+
+    Compares ``pruned_tflite_float_sparse`` with ``pruned_tflite_float`` (the same weights stored
+    dense), says whether the delegate took the sparse weights (read from the delegated
+    interpreter by :func:`train2infer.litert.delegation`), and, when it did but nothing
+    got faster, gives XNNPACK's own rule: on x86 its sparse (NCHW) path is used only on CPUs
+    without AVX, where its SSE sparse kernels beat the dense ones.
+    """
+    v = metrics["variants"]
+    if "pruned_tflite_float_sparse" not in v or "pruned_tflite_float" not in v:
+        return []
+    sparse, dense = v["pruned_tflite_float_sparse"], v["pruned_tflite_float"]
+    info = convert["pruned"]["tflite"]["pruned_tflite_float_sparse"]["xnnpack"]
+    ratio = dense["latency_p50_ms"] / sparse["latency_p50_ms"]
+    flags = bench.get("machine", {}).get("cpu_flags", [])
+    lines = ["", "## XNNPACK sparse inference", "",
+             f"`pruned_tflite_float_sparse` (weights in TFLite's sparse format, {sparse['sparsity']:.0%} zeros over all "
+             "kernels) "
+             f"p50 {sparse['latency_p50_ms']:.3f} ms vs `pruned_tflite_float` (the same weights stored dense) "
+             f"{dense['latency_p50_ms']:.3f} ms: **{ratio:.2f}x**.", ""]
+    taken = info.get("sparse_weights_taken")
+    left = info.get("not_delegated") or {}
+    lines.append(f"Read from the delegate: {info.get('delegate_nodes', '?')} XNNPACK node(s); ops left to TFLite: "
+                 f"{', '.join(f'{k} x{c}' for k, c in left.items()) or 'none'}; sparse weights (`DENSIFY` inputs) "
+                 f"{'entered the XNNPACK node, so it was asked for sparse inference' if taken else 'were not taken by XNNPACK'}.")
+    if ratio < 1.05:
+        if taken and "avx" in flags:
+            lines.append("Why no speed-up: XNNPACK rewrites a subgraph for sparse (NCHW) inference only where "
+                         "`xnn_is_chw_compatible_config` allows it, which on x86 is *only on CPUs without AVX* "
+                         "(its sparse kernels are SSE; with AVX it expects dense inference to be faster). This "
+                         f"CPU reports {', '.join(f for f in flags if f in ('avx', 'avx2', 'avx512f'))} (from "
+                         "/proc/cpuinfo), so XNNPACK "
+                         "densified the weights and ran the dense kernels. The sparse path is for ARM phones "
+                         "and pre-AVX x86.")
+        elif not taken:
+            lines.append("Why no speed-up: XNNPACK did not take the sparse weights, so the model ran with "
+                         "TFLite's DENSIFY op and dense kernels (check the subgraph rules in the XNNPACK README: "
+                         "3x3 stride-2 stem on 3 channels, 1x1 convs at least 2/3 zeros, spatial MEAN at the end).")
+    return lines + [""]
+
+
+def channel_markdown(shrink: dict, channels: dict) -> list[str]:
+    """The report's channel-pruning paragraph and per-layer width table."""
+    c = shrink
+    if not c or c.get("criterion") == "none":
+        return ["Channel pruning: off (`shrink.criterion=none`).", ""]
+    rows = [
+        f"Channel pruning (`{c['criterion']}`, keep {c.get('keep')}): {c['dead_channels']} dead channels found; "
+        f"multiply-adds per image {c['macs_before']:,} -> {c['macs_after']:,} (**{c['flops_ratio']:.2f}x fewer**), "
+        f"parameters {c['params_before']:,} -> {c['params_after']:,}; validation accuracy "
+        f"{c['val_accuracy_trained']:.4f} -> {c['val_accuracy_cut']:.4f} right after the cut -> "
+        f"{c['val_accuracy_fine_tuned']:.4f} after fine-tuning (`models/shrunk.keras`, variants `shrunk_*`).",
+        "",
+    ]
+    layers = channels.get("layers") or {}
+    if layers:
+        rows += ["| layer | width | kept | dead |", "|---|---:|---:|---:|"]
+        rows += [f"| {n} | {e['width']} | {e['kept']} | {e['dead']} |" for n, e in layers.items()]
+        rows.append("")
+    return rows
+
+
+def per_class_markdown(per_class: dict, prepare: dict) -> list[str]:
+    """The report's per-class table: one row per class name, one column per variant."""
+    variants = list(per_class)
+    names = list(next(iter(per_class.values())))
+    rows = ["## Accuracy per class (test split)", "",
+            "| class | n | " + " | ".join(f"`{v}`" for v in variants) + " |",
+            "|---|---:|" + "---:|" * len(variants)]
+    for c in names:
+        first = per_class[variants[0]][c]
+        cells = [f"{per_class[v][c]['accuracy']:.3f}" if per_class[v][c]["accuracy"] is not None else "-"
+                 for v in variants]
+        rows.append(f"| {c} | {first['n']} | " + " | ".join(cells) + " |")
+    skipped = prepare.get("skipped") or []
+    if skipped:
+        rows += ["", f"prepare skipped {len(skipped)} unreadable image file(s); see `reports/prepare/summary.json`."]
+    return rows + [""]
+
+

@@ -1,0 +1,26 @@
+"""``train`` (``conf/train/default.yaml``): optimisation and device placement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from train2infer.core.params import choice, ranged
+
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+
+
+@dataclass
+class TrainConfig:
+    """How the model is fitted; ``strategy`` and ``deterministic`` also apply to the
+    fine-tuning in shrink and prune."""
+
+    SECTION: ClassVar[str] = "train"
+    epochs: int = ranged(1)
+    batch_size: int = ranged(1)
+    learning_rate: float = ranged(0, lo_open=True)
+    scale_learning_rate: bool
+    strategy: str = choice(*STRATEGIES)
+    mixed_precision: bool
+    jit_compile: bool
+    deterministic: bool

@@ -1,0 +1,33 @@
+"""shrink: channel pruning that removes work, then fine-tuning of the smaller dense model.
+
+Reads:   params.yaml (``shrink``; ``train`` for the device strategy; ``seed``); --data
+         prepared folder; --model-in trained ``.keras``.
+Writes:  --model-out ``.keras`` (smaller and dense; the trained model itself with
+         ``shrink.criterion=none``); --reports folder: DVCLive fine-tuning metrics
+         (``metrics.json``: MACs, parameters and accuracy before/after) and ``channels.json``.
+Run:     dvc repro shrink
+         python stages/shrink.py --data data/prepared --model-in models/trained.keras \
+             --model-out models/shrunk.keras --reports reports/shrink
+Code:    train2infer.shrink
+"""
+
+import train2infer  # noqa: F401  (first: fixes the Keras flavour before TensorFlow loads)
+from train2infer import config
+from train2infer.core import cli
+from train2infer.core.publish import publish
+from train2infer.shrink.run import describe, run
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = cli.parser(__doc__, "--data", "--model-in", "--model-out", "--reports").parse_args(argv)
+    params = config.load_checked(args.params)
+    with publish(args.model_out, args.reports) as staged:
+        summary = run(params.shrink, params.train, params.seed, args.data, args.model_in,
+                      staged(args.model_out), staged(args.reports))
+        staged.keep = summary["chief"]
+    if summary["chief"]:
+        print(f"{describe(summary)} -> {args.model_out}")
+
+
+if __name__ == "__main__":
+    cli.run(main, section="shrink")

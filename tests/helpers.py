@@ -1,0 +1,162 @@
+"""Helpers shared by the tests (imported as a module, not through conftest)."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+
+# Few steps, small images: every stage runs in seconds on 2 cores.
+TINY = [
+    "prepare.image_size=16",
+    "model.filters=[8,16]",
+    "model.convs_per_stage=1",
+    "model.dense_units=32",
+    "train.epochs=3",
+    "shrink.epochs=1",
+    "prune.epochs=2",
+    "prune.frequency=5",
+    "convert.check_images=20",
+    "evaluate.warmup_runs=5",
+    "evaluate.min_runs=200",
+    "evaluate.min_seconds=0",
+    "evaluate.runs_per_round=20",
+    "evaluate.threads=[1,2]",  # two thread counts, as the default [1, 0] on 2 cores
+    "evaluate.batch_sizes=[1,4]",
+    "evaluate.throughput_seconds=0.05",
+]
+
+
+def compose(overrides=()):
+    """Compose conf/ exactly as DVC's Hydra integration does, plus overrides."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base=None):
+        cfg = hydra_compose(config_name="config", overrides=list(overrides))
+    OmegaConf.resolve(cfg)
+    return cfg
+
+
+def params(overrides=()):
+    """The validated :class:`train2infer.config.Params` of conf/ composed with ``overrides``."""
+    from train2infer import config
+
+    return config.from_tree(compose(overrides))
+
+
+def write_params(path: Path, overrides=()) -> Path:
+    """params.yaml composed from conf/ with ``overrides``."""
+    from omegaconf import OmegaConf
+
+    path.write_text(OmegaConf.to_yaml(compose(overrides)))
+    return path
+
+
+def random_images(n: int, size: int, channels: int = 1, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n, size, size, channels), dtype=np.uint8)
+
+
+def run_stage(name: str, args: list[str], cwd: Path, timeout: int = 600, env: dict | None = None):
+    """Run a stage script as DVC would, in ``cwd`` (for exit codes and stderr)."""
+    env = dict(os.environ, PYTHONPATH=str(SRC), **(env or {}))
+    return subprocess.run([sys.executable, str(ROOT / "stages" / f"{name}.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_clean_failure(proc, wd: Path, *needles: str, out: str = "out") -> str:
+    """Exit 2, one ``error:`` line containing every needle, no traceback, nothing written."""
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: "), proc.stderr[-3000:]
+    for needle in needles:
+        assert needle in last, last
+    assert "Traceback" not in proc.stderr
+    assert not (wd / out).exists()
+    assert not list(wd.glob(".t2i-staging-*"))
+    return last
+
+
+def tool_env() -> dict:
+    """Environment for real dvc/git runs: the venv's python first on PATH, a git identity."""
+    return dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+                DVC_NO_ANALYTICS="1", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.invalid",
+                GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.invalid")
+
+
+def _tool(cmd: list[str], cwd: Path, check: bool = True):
+    proc = subprocess.run(cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def dvc(*args: str, cwd: Path, check: bool = True):
+    """Run the real dvc CLI of this environment."""
+    return _tool([sys.executable, "-m", "dvc", *args], cwd, check)
+
+
+def git(*args: str, cwd: Path, check: bool = True):
+    return _tool(["git", *args], cwd, check)
+
+
+def make_project(dst: Path, overrides: list[str]) -> Path:
+    """Copy the git-tracked project to ``dst``, compose params.yaml with ``overrides`` (as DVC
+    does), and commit it in a fresh git repository."""
+    from dvc.utils.hydra import compose_and_dump
+
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    for rel in filter(None, files.split("\0")):
+        if (ROOT / rel).is_file():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dst / rel)
+    compose_and_dump(dst / "params.yaml", str(dst / "conf"), None, "config", str(dst), list(overrides))
+    git("init", "-q", cwd=dst)
+    git("add", "-A", cwd=dst)
+    git("commit", "-qm", "project", cwd=dst)
+    return dst
+
+
+def module_file(name: str) -> Path | None:
+    """The file of module ``train2infer.<name>`` (dotted), or None."""
+    base = SRC / "train2infer" / Path(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def library_imports(path: Path, seen: set[str] | None = None) -> set[str]:
+    """train2infer modules (dotted, without the prefix) a file imports or runs
+    (``python -m train2infer.x``), transitively, including lazy imports (AST, no execution).
+    Importing ``a.b`` also imports the package ``a`` (its ``__init__``)."""
+    seen = set() if seen is None else seen
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names = re.findall(r"^train2infer\.([\w.]+)$", node.value)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("train2infer"):
+            base = node.module[len("train2infer"):].lstrip(".")
+            names = [f"{base}.{a.name}".lstrip(".") for a in node.names]
+            names = [n if module_file(n) else base for n in names]
+        elif isinstance(node, ast.Import):
+            names = [a.name[len("train2infer."):] for a in node.names if a.name.startswith("train2infer.")]
+        for name in filter(None, names):
+            parts = name.split(".")
+            for k in range(1, len(parts) + 1):
+                mod = ".".join(parts[:k])
+                f = module_file(mod)
+                if f is not None and mod not in seen:
+                    seen.add(mod)
+                    library_imports(f, seen)
+    return seen
