@@ -1,5 +1,6 @@
 # make repro : create .venv, install, run the pipeline (dvc repro)
-# make test  : create .venv, install, run the test suite
+# make test  : create .venv, install, run the whole test suite (~10 min on 2 cores)
+# make test-fast: the unit tests only (not the slow end-to-end ones; < 2 min)
 # make params: regenerate params.yaml from conf/ (what DVC's Hydra composition writes)
 PYTHON ?= python3.11
 VENV   := .venv
@@ -10,7 +11,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 # Stage commands in dvc.yaml call `python`: it must be the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: repro test params clean
+.PHONY: repro test test-fast params clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +24,9 @@ repro: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 params: $(STAMP)
 	$(BIN)/python -c "import os; from dvc.utils.hydra import compose_and_dump as c; c('params.yaml', os.path.abspath('conf'), None, 'config', '', [])"

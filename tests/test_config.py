@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
+import dataclasses
 
 import pytest
-import yaml
 from omegaconf import OmegaConf
 
-from conftest import ROOT, compose, run_stage
+from helpers import ROOT, compose, run_stage, write_params
 from train2infer import config
+from train2infer.core import params as P
 
 
 def test_params_yaml_is_the_composition_of_conf(tmp_path):
@@ -23,90 +23,138 @@ def test_params_yaml_is_the_composition_of_conf(tmp_path):
     )
 
 
-def test_every_section_of_the_default_validates():
-    params = config.load_params(ROOT / "params.yaml")
+def _schemas():
     for name, schema in config.SECTIONS.items():
-        obj = config.section(params, name)
-        assert isinstance(obj, schema)
-        # conf/ and the schema agree key for key (configs mirror code).
-        assert set(params[name].keys()) == set(config.as_dict(obj).keys()), name
-    assert config.seed(params) == 42
+        yield from ((name, s) for s in (schema.values() if isinstance(schema, dict) else [schema]))
+
+
+def test_every_option_of_every_group_validates_and_mirrors_its_schema():
+    """conf/<group>/<option>.yaml and the schema agree key for key (configs mirror code)."""
+    for group in (ROOT / "conf").iterdir():
+        if not group.is_dir():
+            continue
+        for option in sorted(group.glob("*.yaml")):
+            tree = compose([f"{group.name}={option.stem}"])
+            obj = config.section(tree, group.name)
+            assert set(tree[group.name].keys()) == set(P.as_dict(obj)), option
+
+
+def test_defaults_live_only_in_conf():
+    """A schema field with a default would let a key deleted from YAML fall back silently."""
+    for name, schema in _schemas():
+        assert P.defaulted(schema) == [], f"{schema.__name__}: defaults {P.defaulted(schema)}"
+
+
+def test_a_key_deleted_from_yaml_is_an_error():
+    tree = OmegaConf.create(OmegaConf.to_container(compose()))
+    del tree.prune["frequency"]
+    with pytest.raises(P.ParamsFileError, match="prune.frequency.*missing"):
+        config.section(tree, "prune")
 
 
 @pytest.mark.parametrize(
-    "override, key",
+    "override, message",
     [
-        ("prune.final_sparsity=1.0", "prune.final_sparsity"),
-        ("prune.final_sparsity=-0.1", "prune.final_sparsity"),
-        ("prune.initial_sparsity=0.9", "prune.initial_sparsity"),
-        ("prune.frequency=0", "prune.frequency"),
-        ("data.image_size=0", "data.image_size"),
-        ("data.image_size=-3", "data.image_size"),
-        ("data.name=imagenet", "data.name"),
-        ("data.channels=2", "data.channels"),
-        ("model.name=resnet", "model.name"),
-        ("model.dropout=1.0", "model.dropout"),
-        ("train.epochs=0", "train.epochs"),
-        ("train.strategy=tpu", "train.strategy"),
-        ("evaluate.min_runs=50", "evaluate.min_runs"),
-        ("convert.quantization=int4", "convert.quantization"),
-        ("evaluate.threads=[-1]", "evaluate.threads[0]"),
-        ("evaluate.batch_sizes=[]", "evaluate.batch_sizes"),
-        ("+data.colour=red", "data.colour"),
+        ("prune.final_sparsity=1.0", "prune.final_sparsity=1.0 must be < 1"),
+        ("prune.final_sparsity=-0.1", "prune.final_sparsity=-0.1 must be >= 0"),
+        ("prune.initial_sparsity=0.9", "prune.initial_sparsity=0.9 must be <= 0.8"),
+        ("prune.frequency=0", "prune.frequency=0 must be >= 1"),
+        ("prune.end_fraction=0.0", "prune.end_fraction=0.0 must be > 0.0"),
+        ("prune.m_by_n=[4,2]", "prune.m_by_n=[4, 2] must be [m, n] with 0 < m < n"),
+        ("prune.pattern=m_by_n", None),
+        ("prepare.image_size=0", "prepare.image_size=0 must be >= 1"),
+        ("prepare.name=imagenet", "prepare.name='imagenet' is not one of: digits, folder, shapes, keras"),
+        ("prepare.channels=2", "prepare.channels=2 is not one of: 1, 3"),
+        ("prepare.test_fraction=0.9", "prepare.test_fraction=0.9 plus prepare.val_fraction must be < 1"),
+        ("model.name=resnet", "model.name='resnet' is not one of: cnn, mobilenet"),
+        ("model.dropout=1.0", "model.dropout=1.0 must be < 1"),
+        ("model.filters=[]", "model.filters=[] must list at least one stage width"),
+        ("model.filters=[8,0]", "model.filters[1]=0 must be >= 1"),
+        ("train.epochs=0", "train.epochs=0 must be >= 1"),
+        ("train.jit_compile=true", "train.jit_compile=True needs train.deterministic=false"),
+        ("train.strategy=tpu", "train.strategy='tpu' is not one of: auto, default, mirrored, multi_worker"),
+        ("shrink.keep=0", "shrink.keep=0.0 must be > 0"),
+        ("shrink.criterion=random", "shrink.criterion='random' is not one of: none, dead, l1, l2"),
+        ("evaluate.min_runs=50", "evaluate.min_runs=50 must be >= 200"),
+        ("evaluate.threads=[-1]", "evaluate.threads[0]=-1 must be >= 0"),
+        ("evaluate.batch_sizes=[]", "evaluate.batch_sizes=[] must list at least one batch size"),
+        ("convert.quantization=[int4]", "convert.quantization[0]='int4' is not one of: dynamic, float16, int8, pqat"),
+        ("convert.quantization=[int8,int8]", "convert.quantization=['int8', 'int8'] must not repeat a mode"),
+        ("convert.int8_io=true", "convert.int8_io=True needs int8 or pqat in convert.quantization"),
+        ("+prepare.colour=red", "prepare.colour"),
         ("train.epochs=many", "train.epochs"),
     ],
 )
-def test_bad_parameter_is_named(override, key):
-    params = compose([override])
-    section = key.split(".")[0]
-    with pytest.raises(config.ConfigError) as err:
-        config.section(params, section)
-    assert key in str(err.value)
+def test_bad_parameter_is_named(override, message):
+    tree = compose([override])
+    section = override.lstrip("+").split(".")[0]
+    if message is None:  # a valid combination
+        config.section(tree, section)
+        return
+    with pytest.raises((P.ParamError, P.ParamsFileError)) as err:
+        config.section(tree, section)
+    assert str(err.value).startswith(f"params: {message}") or message in str(err.value), str(err.value)
     assert "\n" not in str(err.value)
 
 
+def test_library_errors_are_qualified_by_the_entry_point():
+    """Library code names the key it was given; the stage's section is added at the entry."""
+    err = P.ParamError("frequency", 100, "never updates the pruning masks")
+    assert str(err) == "params: frequency=100 never updates the pruning masks"
+    assert str(err.within("prune")) == "params: prune.frequency=100 never updates the pruning masks"
+    assert err.within("prune").within("train").section == "prune"
+
+
 def test_bad_seed_is_named():
-    with pytest.raises(config.ConfigError, match="seed"):
-        config.seed(OmegaConf.create({"seed": -1}))
+    with pytest.raises(P.ParamError, match="seed"):
+        P.seed(OmegaConf.create({"seed": -1}))
 
 
-def _write_params(path, overrides):
-    path.write_text(OmegaConf.to_yaml(compose(overrides)))
+def test_the_validator_reads_ranges_from_field_metadata():
+    @dataclasses.dataclass
+    class Knob:
+        n: int = P.ranged(1, 5, hi_open=True)
+        kinds: list[str] = P.choice("a", "b", each=True)
+        sizes: list[int] = P.listed("size", lo=1)
+
+    P.validate(Knob(4, ["a"], [1]))
+    for bad, msg in (((5, ["a"], [1]), "n=5 must be < 5"), ((1, ["c"], [1]), "kinds[0]='c' is not one of: a, b"),
+                     ((1, [], []), "sizes=[] must list at least one size"), ((1, [], [0]), "sizes[0]=0 must be >= 1")):
+        with pytest.raises(P.ParamError, match=msg.replace("[", r"\[").replace("]", r"\]")):
+            P.validate(Knob(*bad))
 
 
 STAGE_ARGS = {
     "prepare": ["--out", "out/prepared", "--summary", "out/summary.json"],
-    "train": ["--data", "out/prepared", "--model", "out/model.keras", "--reports", "out/train",
-              "--backup", "out/backup"],
-    "prune": ["--data", "out/prepared", "--model-in", "m.keras", "--shrunk", "out/s.keras", "--model-out", "out/p.keras",
-              "--reports", "out/prune"],
+    "train": ["--data", "out/prepared", "--model", "out/model.keras", "--reports", "out/train", "--backup", "out/b"],
+    "shrink": ["--data", "out/prepared", "--model-in", "m.keras", "--model-out", "out/s.keras", "--reports", "out/s"],
+    "prune": ["--data", "out/prepared", "--model-in", "m.keras", "--model-out", "out/p.keras", "--reports", "out/p"],
     "convert": ["--data", "out/prepared", "--trained", "a.keras", "--shrunk", "a.keras", "--pruned", "b.keras",
                 "--out", "out/export", "--summary", "out/summary.json"],
-    "evaluate": ["--data", "out/prepared", "--trained", "a.keras", "--shrunk", "a.keras", "--pruned", "b.keras",
-                 "--export", "out/export",
-                 "--metrics", "out/metrics.json", "--plots", "out/plots"],
+    "evaluate": ["--data", "out/prepared", "--baseline", "a.keras", "--export", "out/export", "--out", "out/eval"],
 }
 
 
 @pytest.mark.parametrize(
     "stage, override, key",
     [
-        ("prepare", "data.image_size=0", "data.image_size"),
-        ("prepare", "data.name=imagenet", "data.name"),
+        ("prepare", "prepare.image_size=0", "prepare.image_size"),
+        ("prepare", "prepare.name=imagenet", "prepare.name"),
         ("train", "train.epochs=0", "train.epochs"),
         ("train", "model.name=resnet", "model.name"),
+        ("shrink", "shrink.keep=1.5", "shrink.keep"),
         ("prune", "prune.final_sparsity=1.0", "prune.final_sparsity"),
         ("convert", "convert.float_atol=0", "convert.float_atol"),
         ("evaluate", "evaluate.cv_threshold=0", "evaluate.cv_threshold"),
     ],
 )
 def test_stage_rejects_bad_param_with_one_line_and_no_outputs(tmp_path, stage, override, key):
-    _write_params(tmp_path / "params.yaml", [override])
+    write_params(tmp_path / "params.yaml", [override])
     proc = run_stage(stage, STAGE_ARGS[stage], tmp_path)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr  # validated before TensorFlow even loads
-    assert lines[0].startswith("error: ") and key in lines[0]
+    assert lines[0].startswith("error: params: ") and key in lines[0]
     assert not (tmp_path / "out").exists()
     assert not list(tmp_path.glob(".t2i-staging-*"))
 
@@ -114,7 +162,7 @@ def test_stage_rejects_bad_param_with_one_line_and_no_outputs(tmp_path, stage, o
 def test_missing_and_corrupt_params_file(tmp_path):
     proc = run_stage("prepare", STAGE_ARGS["prepare"], tmp_path)
     assert proc.returncode == 2 and "params file not found" in proc.stderr
-    (tmp_path / "params.yaml").write_text("data: [unclosed\n")
+    (tmp_path / "params.yaml").write_text("prepare: [unclosed\n")
     proc = run_stage("prepare", STAGE_ARGS["prepare"], tmp_path)
     assert proc.returncode == 2 and "not valid YAML" in proc.stderr
     (tmp_path / "params.yaml").write_text("")
@@ -123,58 +171,10 @@ def test_missing_and_corrupt_params_file(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_conf_groups_mirror_sections():
-    """One name per concept: conf group = params section = stage/schema name."""
-    groups = {p.name for p in (ROOT / "conf").iterdir() if p.is_dir()}
-    assert groups == set(config.SECTIONS)
-    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-    stages = set(dvc["stages"])
-    # data and model are read by prepare and train; report has no knobs
-    assert stages == {"prepare", "report"} | (groups - {"data", "model"})
-    for stage in stages:
-        assert os.path.exists(ROOT / "stages" / f"{stage}.py")
-
-
 def test_any_stage_refuses_a_bad_value_in_another_section_before_work(tmp_path):
     """prepare fails on a bad prune value: the first stage to run stops a doomed pipeline."""
-    _write_params(tmp_path / "params.yaml", ["prune.final_sparsity=1.5"])
+    write_params(tmp_path / "params.yaml", ["prune.final_sparsity=1.5"])
     proc = run_stage("prepare", STAGE_ARGS["prepare"], tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: params: prune.final_sparsity=1.5 must be < 1"]
     assert not (tmp_path / "out").exists()
-
-
-def _library_imports(path, seen=None):
-    """train2infer modules a file imports or runs (``python -m train2infer.x``),
-    transitively (AST, no execution)."""
-    import ast
-    import re
-
-    seen = set() if seen is None else seen
-    for node in ast.walk(ast.parse(path.read_text())):
-        names = []
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            names = re.findall(r"^train2infer\.(\w+)$", node.value)
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("train2infer"):
-            if node.module == "train2infer":
-                names = [a.name for a in node.names]
-            else:
-                names = [node.module.split(".")[1]]
-        for name in names:
-            mod = ROOT / "src" / "train2infer" / f"{name}.py"
-            if mod.is_file() and name not in seen:
-                seen.add(name)
-                _library_imports(mod, seen)
-    return seen
-
-
-def test_dvc_deps_list_every_library_module_a_stage_uses():
-    """A stage whose code changes must re-run: dvc.yaml deps = script + modules it imports."""
-    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-    plumbing = {"cli"}  # argument parsing and error printing: does not shape outputs
-    for name, stage in dvc["stages"].items():
-        script = ROOT / "stages" / f"{name}.py"
-        deps = {d for d in stage["deps"] if d.startswith("src/")}
-        used = {f"src/train2infer/{m}.py" for m in _library_imports(script) - plumbing}
-        assert f"stages/{name}.py" in stage["deps"]
-        assert deps == used, f"{name}: missing {sorted(used - deps)}, unused {sorted(deps - used)}"

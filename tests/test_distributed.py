@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import ROOT, TINY, compose, dvc, make_project, run_stage, tool_env
-from train2infer import data, distribute, models, training
-from train2infer.config import ConfigError
+from helpers import ROOT, TINY, compose, dvc, make_project, run_stage, tool_env
+from train2infer import distribute, fit
+from train2infer.core.params import ParamError
+from train2infer.models.io import load_model
+from train2infer.prepared import load_prepared
 
 
 def _free_port() -> int:
@@ -25,28 +27,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory, digits):
-    folder = tmp_path_factory.mktemp("prepared")
-    splits, names = digits
-    data.save_prepared(folder, splits, names, "digits")
-    return folder
-
-
 def _train_args(prepared, out):
     return ["--data", str(prepared), "--model", f"{out}/m.keras", "--reports", f"{out}/r", "--backup", f"{out}/b"]
 
 
 def test_helpers_on_one_process(tmp_path):
     assert distribute.is_chief(distribute.select_strategy("default")) is True
-    assert training.run_key({"a": 1, "b": [2]}) == training.run_key({"b": [2], "a": 1})
-    assert training.run_key({"a": 1}) != training.run_key({"a": 2})
-    speed = training.throughput([9.0, 2.0, 2.0, 4.0], images_per_epoch=1000, replicas=2)
+    assert fit.run_key({"a": 1, "b": [2]}) == fit.run_key({"b": [2], "a": 1})
+    assert fit.run_key({"a": 1}) != fit.run_key({"a": 2})
+    speed = fit.throughput([9.0, 2.0, 2.0, 4.0], images_per_epoch=1000, replicas=2)
     assert speed == {"images_per_second": 500.0, "images_per_second_per_replica": 250.0,
                      "epochs_timed": 3, "median_epoch_seconds": 2.0}
     env = os.environ.pop("TF_CONFIG", None)
     try:
-        with pytest.raises(ConfigError, match="TF_CONFIG"):
+        with pytest.raises(ParamError, match="TF_CONFIG"):
             distribute.select_strategy("multi_worker")
     finally:
         if env is not None:
@@ -57,13 +51,13 @@ def test_resumed_live_log_has_one_row_per_epoch(tmp_path):
     from dvclive import Live
 
     with Live(dir=str(tmp_path), resume=True, dvcyaml=None, save_dvc_exp=False) as live:
-        logger = training.LiveLogger(live)
+        logger = fit.LiveLogger(live)
         for epoch in range(4):
             logger.on_epoch_begin(epoch)
             logger.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1), "val_accuracy": epoch / 10})
     # an interrupted run logged epochs 0..3 but its checkpoint holds only epochs 0..1
     with Live(dir=str(tmp_path), resume=True, dvcyaml=None, save_dvc_exp=False) as live:
-        logger = training.LiveLogger(live)
+        logger = fit.LiveLogger(live)
         for epoch in range(2, 5):
             logger.on_epoch_begin(epoch)
             logger.on_epoch_end(epoch, {"loss": 0.01, "val_accuracy": 0.9})
@@ -103,8 +97,8 @@ def test_two_workers_train_together_over_loopback(tmp_path, prepared):
     assert speed["input_images_per_second"] > speed["images_per_second"] and speed["input_headroom"] > 1
     summary = json.loads((chief / "r" / "metrics.json").read_text())
     assert summary["replicas"] == 2
-    model = models.load_model(chief / "m.keras")
-    acc = training.accuracy(model, *data.load_prepared(prepared, "test"))
+    model = load_model(chief / "m.keras")
+    acc = fit.accuracy(model, *load_prepared(prepared, "test"))
     assert acc > 0.8, acc  # same range as one device (test_train); chance is 0.1
     assert "val accuracy" in results[0][0] and "val accuracy" not in results[1][0]
 
@@ -121,7 +115,7 @@ def test_same_seed_twice_gives_identical_results(tmp_path, prepared):
     for key in ("val_accuracy_inference",):
         assert metrics[0][key] == metrics[1][key]
     assert metrics[0]["val"] == metrics[1]["val"] and metrics[0]["train"] == metrics[1]["train"]
-    w = [models.load_model(r / "m.keras").get_weights() for r in runs]
+    w = [load_model(r / "m.keras").get_weights() for r in runs]
     assert all(np.array_equal(a, b) for a, b in zip(*w))
 
 
@@ -159,7 +153,7 @@ def test_sigkill_during_training_then_repro_resumes(tmp_path):
     assert resumed["step"] == epochs - 1
     rows = (proj / "reports" / "train" / "plots" / "metrics" / "val" / "accuracy.tsv").read_text().splitlines()[1:]
     assert [int(r.split("\t")[0]) for r in rows] == list(range(epochs))
-    model = models.load_model(proj / "models" / "trained.keras")
-    acc = training.accuracy(model, *data.load_prepared(proj / "data" / "prepared", "test"))
+    model = load_model(proj / "models" / "trained.keras")
+    acc = fit.accuracy(model, *load_prepared(proj / "data" / "prepared", "test"))
     assert acc > 0.8, acc
     assert not any(backup.iterdir())  # the backup is removed once the stage succeeded

@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import re
 
+import yaml
+
 import pytest
 
-from conftest import ROOT, TINY, dvc, git, make_project
+from helpers import ROOT, TINY, dvc, git, make_project
 from test_report import check_report
-from train2infer import reporting
+from train2infer.evaluate.metrics import METRIC_KEYS
 
-VARIANTS = ("trained_keras", "trained_tflite_float", "trained_tflite_int8", "shrunk_tflite_float", "shrunk_tflite_int8",
-            "pruned_tflite_float", "pruned_tflite_int8")
+VARIANTS = ("trained_keras_float", "trained_tflite_float", "trained_tflite_dynamic", "shrunk_tflite_float",
+            "shrunk_tflite_dynamic", "pruned_tflite_float", "pruned_tflite_dynamic")
+STAGES = ["prepare", "train", "shrink", "prune", "convert", "evaluate", "report"]
 
 
 def _ran(output: str) -> list[str]:
@@ -32,7 +35,7 @@ def repo(tmp_path_factory):
 @pytest.mark.slow
 def test_repro_runs_every_stage_and_writes_every_output(repo):
     dst, out = repo
-    assert _ran(out) == ["prepare", "train", "prune", "convert", "evaluate", "report"]
+    assert _ran(out) == STAGES
     for split in ("train", "val", "test"):
         assert (dst / "data" / "prepared" / f"{split}.npz").stat().st_size > 0
     for m in ("trained", "shrunk", "pruned"):
@@ -42,18 +45,18 @@ def test_repro_runs_every_stage_and_writes_every_output(repo):
         assert (export / f"{v}.tflite").stat().st_size > 0
     for m in ("trained", "shrunk", "pruned"):
         assert (export / f"{m}_saved_model" / "saved_model.pb").is_file()
-    channels = json.loads((dst / "reports" / "prune" / "metrics.json").read_text())["channels"]
+    channels = json.loads((dst / "reports" / "shrink" / "metrics.json").read_text())
     assert channels["macs_after"] < channels["macs_before"] and channels["params_after"] < channels["params_before"]
 
-    metrics = json.loads((dst / "reports" / "metrics.json").read_text())
-    assert metrics["baseline"] == "trained_keras"
+    metrics = json.loads((dst / "reports" / "evaluate" / "metrics.json").read_text())
+    assert metrics["baseline"] == "trained_keras_float"
     assert set(metrics["variants"]) == set(VARIANTS)
     for v, row in metrics["variants"].items():
-        assert set(row) == set(reporting.METRIC_KEYS), v
+        assert set(row) == set(METRIC_KEYS), v
         assert 0 <= row["accuracy"] <= 1 and row["latency_p50_ms"] > 0 and row["gzip_bytes"] > 0
-    assert metrics["variants"]["trained_keras"]["speedup_p50"] == 1.0
+    assert metrics["variants"]["trained_keras_float"]["speedup_p50"] == 1.0
     assert metrics["variants"]["pruned_tflite_float"]["sparsity"] >= 0.79  # default target 0.8
-    assert metrics["headline"]["baseline_accuracy"] == metrics["variants"]["trained_keras"]["accuracy"]
+    assert metrics["headline"]["baseline_accuracy"] == metrics["variants"]["trained_keras_float"]["accuracy"]
     assert metrics["machine"]["peak_gflops_float32"] > 0 and metrics["machine"]["peak_gops_int8"] > 0
 
     train = json.loads((dst / "reports" / "train" / "metrics.json").read_text())
@@ -61,9 +64,12 @@ def test_repro_runs_every_stage_and_writes_every_output(repo):
     sparsity = json.loads((dst / "reports" / "prune" / "sparsity.json").read_text())
     assert all(abs(r["sparsity"] - 0.8) <= 0.01 for r in sparsity)
     summary = json.loads((dst / "reports" / "convert" / "summary.json").read_text())
-    assert summary["trained"]["tflite"]["float"]["ops"] < summary["trained"]["keras_layers"]
-    assert summary["trained"]["tflite"]["float"]["max_abs_diff"] <= 1e-4
-    assert json.loads((dst / "reports" / "evaluate" / "tradeoff.json").read_text())
+    assert summary["trained"]["tflite"]["trained_tflite_float"]["ops"] < summary["trained"]["keras_layers"]
+    assert summary["trained"]["tflite"]["trained_tflite_float"]["max_abs_diff"] <= 1e-4
+    assert json.loads((dst / "reports" / "evaluate" / "plots" / "tradeoff.json").read_text())
+    manifest = json.loads((dst / "models" / "export" / "manifest.json").read_text())
+    assert [v["name"] for v in manifest["variants"] if v["format"] == "tflite"] == list(VARIANTS[1:])
+    assert json.loads((dst / "reports" / "train" / "throughput.json").read_text())["images_per_second"] > 0
     bench = json.loads((dst / "reports" / "evaluate" / "benchmark.json").read_text())
     assert set(bench["runs"]) == {"1", "2"} and set(bench["peaks"]) == {"1"}
     for v in VARIANTS:  # latency at both thread counts, the throughput sweep with the most threads
@@ -74,6 +80,15 @@ def test_repro_runs_every_stage_and_writes_every_output(repo):
     assert not list(dst.glob(".t2i-staging-*"))
     # DVCLive must not have edited the root dvc.yaml
     assert (dst / "dvc.yaml").read_text() == (ROOT / "dvc.yaml").read_text()
+    # every file a stage wrote is (inside) a declared output: nothing DVC does not track
+    stages = yaml.safe_load((dst / "dvc.yaml").read_text())["stages"].values()
+    declared = [next(iter(o)) if isinstance(o, dict) else o
+                for st in stages for key in ("outs", "metrics", "plots") for o in st.get(key, [])]
+    for top in ("reports", "models"):
+        for p in (dst / top).rglob("*"):
+            rel = str(p.relative_to(dst))
+            if p.is_file() and not rel.startswith(("models/.backup", "reports/experiments")):
+                assert any(rel == d or rel.startswith(d + "/") for d in declared), f"{rel} is not declared"
 
 
 @pytest.mark.slow
@@ -86,11 +101,12 @@ def test_second_repro_runs_nothing(repo):
 
 @pytest.mark.slow
 def test_exp_run_reruns_only_downstream_of_prune_and_shows_metrics(repo):
+    """The most common sweep, a sparsity change, re-runs neither training nor channel pruning."""
     dst, _ = repo
     overrides = [a for o in TINY + ["prune.final_sparsity=0.5"] for a in ("-S", o)]
     out = dvc("exp", "run", *overrides, cwd=dst).stdout
     assert _ran(out) == ["prune", "convert", "evaluate", "report"]
-    metrics = json.loads((dst / "reports" / "metrics.json").read_text())
+    metrics = json.loads((dst / "reports" / "evaluate" / "metrics.json").read_text())
     assert abs(metrics["variants"]["pruned_tflite_float"]["sparsity"] - 0.5) <= 0.01
 
     shown = json.loads(dvc("exp", "show", "--json", cwd=dst).stdout)
@@ -98,11 +114,13 @@ def test_exp_run_reruns_only_downstream_of_prune_and_shows_metrics(repo):
     assert exps, "dvc exp show lists no experiment"
     data = exps[0]["revs"][0]["data"]
     assert data["params"]["params.yaml"]["data"]["prune"]["final_sparsity"] == 0.5
-    shown_metrics = data["metrics"]["reports/metrics.json"]["data"]
-    assert shown_metrics["variants"]["pruned_tflite_int8"]["accuracy"] == metrics["variants"]["pruned_tflite_int8"]["accuracy"]
+    shown_metrics = data["metrics"]["reports/evaluate/metrics.json"]["data"]
+    assert shown_metrics["variants"]["pruned_tflite_dynamic"]["accuracy"] == \
+        metrics["variants"]["pruned_tflite_dynamic"]["accuracy"]
+    assert "reports/train/throughput.json" in data["metrics"]  # declared, so dvc shows it
 
     diff = dvc("metrics", "diff", "--json", cwd=dst).stdout
-    assert "variants.pruned_tflite_float.sparsity" in json.loads(diff)["reports/metrics.json"]
+    assert "variants.pruned_tflite_float.sparsity" in json.loads(diff)["reports/evaluate/metrics.json"]
     html = dvc("plots", "show", "-o", str(dst / "plots_out"), cwd=dst)
     assert (dst / "plots_out" / "index.html").stat().st_size > 0, html.stderr
 
@@ -110,9 +128,10 @@ def test_exp_run_reruns_only_downstream_of_prune_and_shows_metrics(repo):
 @pytest.mark.slow
 def test_a_dvc_added_image_folder_is_a_dependency_of_prepare(tmp_path):
     """`dvc add` a folder of images, point data.path at it; adding images re-runs prepare."""
-    from test_sources import tree
+    from test_prepare import tree
 
-    dst = make_project(tmp_path / "proj", TINY + ["data=folder", "data.path=data/images/pets", "data.workers=1"])
+    dst = make_project(tmp_path / "proj", TINY + ["prepare=folder", "prepare.path=data/images/pets",
+                                                  "prepare.workers=1"])
     pets = tree(dst / "data" / "images" / "pets", {"cats": 12, "dogs": 12})
     dvc("add", "data/images/pets", cwd=dst)
     git("add", "-A", cwd=dst)

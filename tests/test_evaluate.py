@@ -7,64 +7,61 @@ import gzip
 import numpy as np
 import pytest
 
-from train2infer import benchmark, conversion, reporting
+from train2infer import litert
+from train2infer.convert import tflite
+from train2infer.evaluate import metrics as M, timing, worker
+from train2infer.models import work
 
 
-def test_latency_warms_up_then_times_every_run():
-    calls = []
-    stats = benchmark.latency(lambda: calls.append(1), warmup_runs=7, timed_runs=200)
-    assert len(calls) == 207
-    assert stats["runs"] == 200
-    assert 0 < stats["p50_ms"] <= stats["p90_ms"] <= stats["p99_ms"]
-    assert stats["std_ms"] >= 0
-
-
-def test_tflite_call_returns_the_model_output(trained, digits):
+def test_the_timed_calls_return_the_model_output(trained, digits):
     splits, _ = digits
-    content = conversion.to_tflite(trained, "float")
+    content = tflite.to_tflite(trained, "float")
     x1 = splits["test"][0][:1].astype(np.float32) / 255
-    call = benchmark.tflite_call(conversion.interpreter(content), x1)
-    np.testing.assert_allclose(call()[0], conversion.run_tflite(content, x1)[0], atol=1e-6)
-    keras_out = benchmark.keras_call(trained, x1)()
+    call = litert.runner(litert.interpreter(content), x1)
+    np.testing.assert_allclose(call()[0], litert.predict(content, x1)[0], atol=1e-6)
+    keras_out = worker.keras_call(trained, x1)()
     np.testing.assert_allclose(call(), keras_out, atol=1e-4)
 
 
 def test_sizes_of_files_and_folders(tmp_path):
     f = tmp_path / "a.bin"
     f.write_bytes(b"\x00" * 10000)
-    assert benchmark.size_bytes(f) == 10000
-    assert benchmark.gzip_bytes(f) == len(gzip.compress(b"\x00" * 10000, 9, mtime=0))
+    assert M.size_bytes(f) == 10000
+    assert M.gzip_bytes(f) == len(gzip.compress(b"\x00" * 10000, 9, mtime=0))
     d = tmp_path / "dir"
     (d / "sub").mkdir(parents=True)
     (d / "x").write_bytes(b"abc" * 100)
     (d / "sub" / "y").write_bytes(np.random.default_rng(0).bytes(5000))
-    assert benchmark.size_bytes(d) == 5300
-    assert 5000 < benchmark.gzip_bytes(d) < 5300 + 2048
-    assert benchmark.gzip_bytes(d) == benchmark.gzip_bytes(d)  # deterministic
+    assert M.size_bytes(d) == 5300
+    assert 5000 < M.gzip_bytes(d) < 5300 + 2048
+    assert M.gzip_bytes(d) == M.gzip_bytes(d)  # deterministic
 
 
 def _row(acc, p50, gz):
-    return reporting.variant_row(acc, {"p50_ms": p50, "p90_ms": p50 * 1.1, "p99_ms": p50 * 1.5}, gz * 2, gz, 0.5)
+    return M.variant_row(acc, {"p50_ms": p50, "p90_ms": p50 * 1.1, "p99_ms": p50 * 1.5}, gz * 2, gz, 0.5)
 
 
 def test_metrics_ratios_are_relative_to_the_baseline():
-    m = reporting.build_metrics("base", {"base": _row(0.9, 2.0, 1000), "fast": _row(0.89, 0.5, 125)})
+    rows = {"base": _row(0.9, 2.0, 1000), "fast": _row(0.89, 0.5, 125), "fast_q": _row(0.87, 0.4, 100)}
+    m = M.build_metrics("base", rows, {"fast_q": "fast"})
     assert m["baseline"] == "base"
-    assert set(m["variants"]["fast"]) == set(reporting.METRIC_KEYS)
+    assert set(m["variants"]["fast"]) == set(M.METRIC_KEYS)
     assert m["variants"]["fast"]["speedup_p50"] == pytest.approx(4.0)
     assert m["variants"]["fast"]["gzip_ratio"] == pytest.approx(8.0)
     assert m["variants"]["base"]["speedup_p50"] == 1.0
+    assert m["variants"]["fast_q"]["accuracy_vs_float"] == pytest.approx(-0.02)  # against its float twin
+    assert m["variants"]["fast"]["accuracy_vs_float"] == 0.0
     with pytest.raises(ValueError):
-        reporting.build_metrics("missing", {"base": _row(0.9, 2.0, 1000)})
-    h = reporting.headline(m)
-    assert h == {"baseline_accuracy": 0.9, "best_speedup_p50": 4.0, "best_accuracy": 0.89,
-                 "max_gzip_ratio": 8.0, "max_accuracy_drop": pytest.approx(0.01)}
-    points = reporting.tradeoff_points(m)
-    assert [p["variant"] for p in points] == ["base", "fast"]
+        M.build_metrics("missing", {"base": _row(0.9, 2.0, 1000)}, {})
+    h = M.headline(m)
+    assert h == {"baseline_accuracy": 0.9, "best_speedup_p50": 5.0, "best_accuracy": 0.87,
+                 "max_gzip_ratio": 10.0, "max_accuracy_drop": pytest.approx(0.03)}
+    points = M.tradeoff_points(m)
+    assert [p["variant"] for p in points] == ["base", "fast", "fast_q"]
 
 
 def test_summary_statistics():
-    s = benchmark.summarize([1.0, 1.0, 1.0, 5.0])
+    s = timing.summarize([1.0, 1.0, 1.0, 5.0])
     assert s["p50_ms"] == 1.0 and s["runs"] == 4
     assert s["mean_ms"] == 2.0
     assert s["cv"] == pytest.approx(np.std([1, 1, 1, 5]) / 2.0)
@@ -73,7 +70,7 @@ def test_summary_statistics():
 def test_interleaved_rounds_rotate_the_order():
     order = []
     calls = {n: (lambda n=n: order.append(n)) for n in "abc"}
-    stats = benchmark.interleaved_latency(calls, warmup_runs=1, min_runs=6, min_seconds=0, runs_per_round=2)
+    stats = timing.interleaved_latency(calls, warmup_runs=1, min_runs=6, min_seconds=0, runs_per_round=2)
     timed = order[3:]  # after one warm-up call each
     blocks = [timed[i] for i in range(0, len(timed), 2)]
     assert blocks == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
@@ -81,10 +78,10 @@ def test_interleaved_rounds_rotate_the_order():
 
 
 def test_saturation_batch():
-    assert benchmark.saturation_batch({1: 100, 4: 300, 16: 390, 64: 400}) == 16
-    assert benchmark.saturation_batch({1: 100, 4: 300, 16: 350, 64: 600}) is None  # still growing
-    assert benchmark.saturation_batch({1: 100}) == 1
-    assert benchmark.saturation_batch({}) is None  # no sweep at this thread count
+    assert timing.saturation_batch({1: 100, 4: 300, 16: 390, 64: 400}) == 16
+    assert timing.saturation_batch({1: 100, 4: 300, 16: 350, 64: 600}) is None  # still growing
+    assert timing.saturation_batch({1: 100}) == 1
+    assert timing.saturation_batch({}) is None  # no sweep at this thread count
 
 
 def test_layer_macs_are_counted_exactly():
@@ -99,7 +96,7 @@ def test_layer_macs_are_counted_exactly():
     w = m.get_layer("c").get_weights()
     w[0][..., :2] = 0  # half the filters are zero
     m.get_layer("c").set_weights(w)
-    rows = {r["layer"]: r for r in benchmark.layer_macs(m)}
+    rows = {r["layer"]: r for r in work.layer_macs(m)}
     assert rows["c"]["macs"] == 8 * 8 * 4 * 3 * 3 * 2
     assert rows["d"]["macs"] == 4 * 4 * 4 * 3 * 3
     assert rows["f"]["macs"] == 4 * 3
@@ -108,16 +105,16 @@ def test_layer_macs_are_counted_exactly():
 
 @pytest.mark.slow
 def test_every_variant_is_measured_in_its_own_process(tmp_path, trained, digits):
-    from train2infer import measure, models
+    from train2infer.models import io
 
     splits, _ = digits
     np.save(tmp_path / "x.npy", splits["test"][0][:8].astype(np.float32) / 255)
-    models.save_for_inference(trained, tmp_path / "m.keras")
-    (tmp_path / "f.tflite").write_bytes(conversion.to_tflite(trained, "float"))
-    (tmp_path / "q.tflite").write_bytes(conversion.to_tflite(trained, "dynamic"))
+    io.save_for_inference(trained, tmp_path / "m.keras")
+    (tmp_path / "f.tflite").write_bytes(tflite.to_tflite(trained, "float"))
+    (tmp_path / "q.tflite").write_bytes(tflite.to_tflite(trained, "dynamic"))
     variants = {"keras": ("keras", str(tmp_path / "m.keras")), "float": ("tflite", str(tmp_path / "f.tflite")),
                 "int8": ("tflite", str(tmp_path / "q.tflite"))}
-    r = measure.measure_variants(variants, 1, str(tmp_path / "x.npy"), warmup_runs=5, min_runs=200,
+    r = worker.measure_variants(variants, 1, str(tmp_path / "x.npy"), warmup_runs=5, min_runs=200,
                                  min_seconds=0, runs_per_round=50, batch_sizes=[1, 4], throughput_seconds=0.05)
     assert r["rounds"] == 4
     for name, v in r["variants"].items():
@@ -132,11 +129,42 @@ def test_every_variant_is_measured_in_its_own_process(tmp_path, trained, digits)
 
 
 def test_a_broken_variant_fails_with_its_name(tmp_path):
-    from train2infer import Train2InferError, measure
+    from train2infer import Train2InferError
 
     np.save(tmp_path / "x.npy", np.zeros((1, 4, 4, 1), np.float32))
     (tmp_path / "bad.tflite").write_bytes(b"nope")
     with pytest.raises(Train2InferError, match="measurement of broken failed"):
-        measure.measure_variants({"broken": ("tflite", str(tmp_path / "bad.tflite"))}, 1, str(tmp_path / "x.npy"),
+        worker.measure_variants({"broken": ("tflite", str(tmp_path / "bad.tflite"))}, 1, str(tmp_path / "x.npy"),
                                  warmup_runs=1, min_runs=200, min_seconds=0, runs_per_round=10,
                                  batch_sizes=[1], throughput_seconds=0.01)
+
+
+@pytest.mark.slow
+def test_evaluate_run_measures_what_the_manifest_lists(tmp_path, tiny, prepared, trained, trained_file):
+    """evaluate.run: the baseline plus every TFLite variant of the manifest (SavedModels listed
+    but not timed), accuracy recomputed per variant, ratios against the baseline."""
+    import json
+
+    from train2infer.core.variants import Variant, write_manifest
+    from train2infer.evaluate.run import run
+
+    export = tmp_path / "export"
+    export.mkdir()
+    listed = [Variant("trained", "tflite", "float", path="a.tflite"), Variant("trained", "tflite", "dynamic", path="b.tflite"),
+              Variant("trained", "saved_model", path="sm")]
+    (export / "a.tflite").write_bytes(tflite.to_tflite(trained, "float"))
+    (export / "b.tflite").write_bytes(tflite.to_tflite(trained, "dynamic"))
+    (export / "sm").mkdir()
+    write_manifest(export, listed, {"trained": work.summary(trained)})
+    metrics = run(tiny.evaluate, prepared, trained_file, export, tmp_path / "out")
+    assert list(metrics["variants"]) == ["trained_keras_float", "trained_tflite_float", "trained_tflite_dynamic"]
+    v = metrics["variants"]
+    assert v["trained_keras_float"]["speedup_p50"] == 1.0
+    assert v["trained_tflite_float"]["accuracy"] == v["trained_keras_float"]["accuracy"]  # same function
+    assert v["trained_tflite_dynamic"]["accuracy_vs_float"] == pytest.approx(
+        v["trained_tflite_dynamic"]["accuracy"] - v["trained_tflite_float"]["accuracy"])
+    assert v["trained_tflite_float"]["gflop"] == pytest.approx(2 * work.summary(trained)["macs"] / 1e9, rel=1e-4)
+    bench = json.loads((tmp_path / "out" / "benchmark.json").read_text())
+    assert set(bench["runs"]) == {"1", "2"} and [x["name"] for x in bench["variants"]] == list(v)
+    for name in ("tradeoff", "latency", "throughput"):
+        assert json.loads((tmp_path / "out" / "plots" / f"{name}.json").read_text())

@@ -8,7 +8,8 @@ import re
 import numpy as np
 import pytest
 
-from train2infer import plots, reporting
+from train2infer.evaluate.metrics import per_class_accuracy
+from train2infer.report import plots, sections
 
 
 def test_pareto_front():
@@ -18,10 +19,10 @@ def test_pareto_front():
 
 
 def test_per_class_accuracy_is_reported_by_class_name():
-    got = reporting.per_class_accuracy([0, 0, 1, 1, 1, 2], [0, 1, 1, 1, 0, 2], ["cats", "dogs", "owls"])
+    got = per_class_accuracy([0, 0, 1, 1, 1, 2], [0, 1, 1, 1, 0, 2], ["cats", "dogs", "owls"])
     assert got == {"cats": {"n": 2, "accuracy": 0.5}, "dogs": {"n": 3, "accuracy": 0.6667},
                    "owls": {"n": 1, "accuracy": 1.0}}
-    table = reporting.per_class_markdown({"a": got, "b": got}, {"skipped": [{"file": "x", "reason": "y"}]})
+    table = sections.per_class_markdown({"a": got, "b": got}, {"skipped": [{"file": "x", "reason": "y"}]})
     assert "| dogs | 3 | 0.667 | 0.667 |" in table and any("skipped 1 unreadable" in r for r in table)
 
 
@@ -39,27 +40,28 @@ def parse_summary_table(markdown: str) -> dict[str, dict[str, str]]:
     return rows
 
 
-def check_report(folder, metrics: dict) -> None:
-    """Assert that reports/report.md and its figures show what metrics.json says."""
+def check_report(reports, metrics: dict) -> None:
+    """Assert that reports/report/README.md and its figures show what the evaluate metrics say."""
     from PIL import Image
 
-    text = (folder / "report.md").read_text()
+    folder = reports / "report"
+    text = (folder / "README.md").read_text()
     table = parse_summary_table(text)
     assert set(table) == set(metrics["variants"])
     for name, row in metrics["variants"].items():
-        for title, key, fmt in reporting.SUMMARY_COLUMNS:
+        for title, key, fmt in sections.SUMMARY_COLUMNS:
             assert table[name][title] == fmt.format(row[key]), (name, title)
     for png in re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text):
         path = folder / png
         img = np.asarray(Image.open(path).convert("L"))
         assert img.shape[0] > 100 and img.std() > 10, png  # a real picture, not a blank canvas
-    plotted = json.loads((folder / "report" / "plotted.json").read_text())
+    plotted = json.loads((folder / "plotted.json").read_text())
     for name, (lat, acc) in plotted["pareto"]["points"].items():
         assert lat == metrics["variants"][name]["latency_p50_ms"]
         assert acc == metrics["variants"][name]["accuracy"]
     assert plotted["roofline"]["achieved"] == {n: v["gflops_achieved"] for n, v in metrics["variants"].items()}
     assert plotted["sizes"]["gzip_kib"] == pytest.approx({n: v["gzip_bytes"] / 1024 for n, v in metrics["variants"].items()})
-    bench = json.loads((folder / "evaluate" / "benchmark.json").read_text())
+    bench = json.loads((reports / "evaluate" / "benchmark.json").read_text())
     for name, classes in bench["per_class"].items():  # per-class rows carry the class names
         total = sum(c["n"] * c["accuracy"] for c in classes.values())
         assert total / sum(c["n"] for c in classes.values()) == pytest.approx(metrics["variants"][name]["accuracy"],
@@ -68,3 +70,11 @@ def check_report(folder, metrics: dict) -> None:
     assert all(f"| {c} |" in text for c in names)
     front = plotted["pareto"]["frontier"]
     assert front and all(f"`{n}`" in text for n in front)
+
+
+def test_a_missing_input_report_is_named(tmp_path):
+    from train2infer import Train2InferError
+    from train2infer.report.run import run
+
+    with pytest.raises(Train2InferError, match="evaluate metrics not found.*evaluate/metrics.json"):
+        run(tmp_path, tmp_path / "out")

@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from conftest import ROOT, TINY, dvc, git, make_project, tool_env
-from train2infer import Train2InferError, sweep
+import sweep
+from helpers import ROOT, TINY, dvc, git, make_project, tool_env
+from train2infer import Train2InferError
 
 
 def test_expand_matches_dvc_sweep_syntax():
@@ -24,7 +25,7 @@ def test_expand_matches_dvc_sweep_syntax():
     ("prune.final_spars=0.5", "prune.final_spars"),
     ("+prune.colour=red", "prune.colour"),
     ("prune.final_sparsity=choice(0.5,1.2)", "prune.final_sparsity=1.2 must be < 1"),
-    ("data=imagenet", "data=imagenet"),
+    ("prepare=imagenet", "prepare=imagenet"),
 ])
 def test_bad_sweeps_are_refused_before_queueing(override, culprit):
     with pytest.raises(Train2InferError) as err:
@@ -37,17 +38,17 @@ def test_summary_and_frontiers():
         v = {"accuracy": acc, "latency_p50_ms": lat, "gzip_bytes": gz, "sparsity": sparsity, "speedup_p50": 1 / lat}
         return {"name": name, "rev": name * 7, "params": {"prune.final_sparsity": sparsity, "seed": 42},
                 "baseline": {"prune.final_sparsity": 0.8, "seed": 42},
-                "metrics": {"variants": {"pruned_tflite_int8": v}}}
+                "metrics": {"variants": {"pruned_tflite_dynamic": v}}}
 
     exps = [exp("a", 0.5, 0.97, 0.10, 40000), exp("b", 0.7, 0.96, 0.09, 30000), exp("c", 0.9, 0.90, 0.11, 20000)]
-    s = sweep.summarize(exps, "pruned_tflite_int8")
+    s = sweep.summarize(exps, "pruned_tflite_dynamic")
     assert s["changed"] == ["prune.final_sparsity"]
     assert s["frontier_latency"] == ["b", "a"]  # c is slower and less accurate than b
     assert s["frontier_size"] == ["c", "b", "a"]
     text = sweep.markdown(s, "sweep")
-    assert "| b | bbbbbbb | 0.7 | pruned_tflite_int8 | 0.9600 | 0.090 |" in text
+    assert "| b | bbbbbbb | 0.7 | pruned_tflite_dynamic | 0.9600 | 0.090 |" in text
     fastest = sweep.summarize(exps, "fastest")
-    assert [r["variant"] for r in fastest["rows"]] == ["pruned_tflite_int8"] * 3
+    assert [r["variant"] for r in fastest["rows"]] == ["pruned_tflite_dynamic"] * 3
 
 
 @pytest.mark.slow
@@ -58,7 +59,7 @@ def test_queued_two_point_sweep_runs_and_is_summarised(tmp_path):
     git("commit", "-qm", "baseline", cwd=proj)
 
     def module(*args, check=True):
-        proc = subprocess.run([sys.executable, "-m", "train2infer.sweep", *args], cwd=proj, env=tool_env(),
+        proc = subprocess.run([sys.executable, "tools/sweep.py", *args], cwd=proj, env=tool_env(),
                               capture_output=True, text=True, timeout=900)
         if check:
             assert proc.returncode == 0, proc.stderr[-3000:]
@@ -82,13 +83,13 @@ def test_queued_two_point_sweep_runs_and_is_summarised(tmp_path):
     finally:
         dvc("queue", "stop", "--kill", cwd=proj, check=False)
 
-    out = module("report", "--out", "reports/sweep.md", "--figures", "reports/sweep").stdout
+    out = module("report", "--out", "reports/sweep").stdout
     summary = json.loads((proj / "reports" / "sweep" / "summary.json").read_text())
     assert sorted(r["params"]["prune.final_sparsity"] for r in summary["rows"]) == [0.5, 0.7]
     for r in summary["rows"]:
         assert abs(r["sparsity"] - r["params"]["prune.final_sparsity"]) <= 0.02
     assert summary["frontier_latency"] and summary["frontier_size"]
-    text = (proj / "reports" / "sweep.md").read_text()
+    text = (proj / "reports" / "sweep" / "README.md").read_text()
     for r in summary["rows"]:
         assert f"| {r['name']} |" in text
     assert "frontier (latency)" in out

@@ -7,20 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from train2infer import config, distribute, models, training
-
-
-def test_cnn_is_made_of_conv_bn_relu_blocks():
-    import tf_keras as keras
-
-    m = models.build_cnn((16, 16, 1), 10, filters=(8, 16), convs_per_stage=2, dense_units=0, dropout=0)
-    kinds = [type(layer).__name__ for layer in m.layers]
-    for i, kind in enumerate(kinds):
-        if kind == "Conv2D":
-            assert kinds[i + 1 : i + 3] == ["BatchNormalization", "ReLU"]
-    assert kinds.count("Conv2D") == 4
-    assert m.output_shape == (None, 10)
-    assert all(layer.momentum == 0.9 for layer in m.layers if isinstance(layer, keras.layers.BatchNormalization))
+from train2infer import distribute, fit
+from train2infer.models import builders, config as model_config
 
 
 def test_strategy_follows_the_visible_devices():
@@ -48,23 +36,22 @@ def test_mixed_precision_is_ignored_without_gpu():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["default", "mirrored"])
-def test_training_learns_on_one_or_two_replicas(digits, tiny_cfg, kind):
+def test_training_learns_on_one_or_two_replicas(digits, tiny, kind):
     import tf_keras as keras
 
     splits, names = digits
-    mcfg = config.section(tiny_cfg, "model")
-    options = {k: v for k, v in config.as_dict(mcfg).items() if k != "name"}
+    options = model_config.options(tiny.model)
     keras.utils.set_random_seed(1)
     strategy = distribute.select_strategy(kind)
-    model, info = training.fit_classifier(
-        lambda: models.build_model("cnn", splits["train"][0].shape[1:], len(names), 1, **options),
+    model, info = fit.fit_classifier(
+        lambda: builders.build_model("cnn", splits["train"][0].shape[1:], len(names), 1, **options),
         strategy, splits["train"], splits["val"],
         epochs=12, batch_size=16, learning_rate=0.003, scale_learning_rate=True, seed=1, verbose=0,
     )
     assert info["replicas"] == strategy.num_replicas_in_sync
     assert info["global_batch_size"] == 16 * info["replicas"]
     assert info["learning_rate"] == pytest.approx(0.003 * info["replicas"])
-    acc = training.accuracy(model, *splits["test"])
+    acc = fit.accuracy(model, *splits["test"])
     assert acc > 0.8, acc  # chance is 0.1
 
 
@@ -73,11 +60,11 @@ def test_live_logger_writes_one_row_per_epoch(tmp_path, digits):
 
     splits, names = digits
     with Live(dir=str(tmp_path / "live"), dvcyaml=None, save_dvc_exp=False) as live:
-        training.fit_classifier(
-            lambda: models.build_cnn(splits["train"][0].shape[1:], 10, filters=(4,), dense_units=0),
+        fit.fit_classifier(
+            lambda: builders.build_cnn(splits["train"][0].shape[1:], 10, filters=(4,), dense_units=0),
             distribute.select_strategy("default"), splits["train"], splits["val"],
             epochs=2, batch_size=64, learning_rate=0.01, scale_learning_rate=False, seed=0,
-            callbacks=[training.LiveLogger(live)], verbose=0,
+            callbacks=[fit.LiveLogger(live)], verbose=0,
         )
     rows = (tmp_path / "live" / "plots" / "metrics" / "val" / "accuracy.tsv").read_text().splitlines()
     assert rows[0].split("\t")[:2] == ["step", "accuracy"] or "step" in rows[0]
@@ -88,23 +75,25 @@ def test_live_logger_writes_one_row_per_epoch(tmp_path, digits):
 
 
 @pytest.mark.slow
-def test_xla_jit_compiled_training_learns_like_the_default(digits, tiny_cfg):
+def test_xla_jit_compiled_training_learns_like_the_default(digits, tiny):
     import tf_keras as keras
 
+    from tensorflow.python.framework import config as tf_config
+
     splits, names = digits
-    mcfg = config.section(tiny_cfg, "model")
-    options = {k: v for k, v in config.as_dict(mcfg).items() if k != "name"}
+    options = model_config.options(tiny.model)
     acc = {}
+    tf_config.disable_op_determinism()  # XLA has no deterministic MaxPool gradient (see config)
     for jit in (False, True):
         keras.utils.set_random_seed(3)
-        model, _ = training.fit_classifier(
-            lambda: models.build_model("cnn", splits["train"][0].shape[1:], len(names), 3, **options),
+        model, _ = fit.fit_classifier(
+            lambda: builders.build_model("cnn", splits["train"][0].shape[1:], len(names), 3, **options),
             distribute.select_strategy("default"), splits["train"], splits["val"],
             epochs=6, batch_size=16, learning_rate=0.003, scale_learning_rate=False, seed=3,
             jit_compile=jit, verbose=0,
         )
         assert model._jit_compile is jit
-        acc[jit] = training.accuracy(model, *splits["test"])
+        acc[jit] = fit.accuracy(model, *splits["test"])
     assert acc[True] > 0.8 and abs(acc[True] - acc[False]) < 0.08, acc
 
 
@@ -116,13 +105,41 @@ def test_mixed_precision_model_is_exported_as_float32(digits):
     shape = splits["train"][0].shape[1:]
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        mixed = models.build_cnn(shape, 10, filters=(8,), convs_per_stage=1, dense_units=8)
+        mixed = builders.build_cnn(shape, 10, filters=(8,), convs_per_stage=1, dense_units=8)
         assert mixed.layers[1].compute_dtype == "float16" and mixed.output.dtype == "float32"
-        exported = training.as_float32(
-            mixed, lambda: models.build_cnn(shape, 10, filters=(8,), convs_per_stage=1, dense_units=8))
+        exported = fit.as_float32(
+            mixed, lambda: builders.build_cnn(shape, 10, filters=(8,), convs_per_stage=1, dense_units=8))
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert all(layer.compute_dtype == "float32" for layer in exported.layers if hasattr(layer, "compute_dtype"))
     assert all(np.array_equal(a, b) for a, b in zip(mixed.get_weights(), exported.get_weights()))
     x = splits["test"][0][:16].astype(np.float32) / 255
     np.testing.assert_allclose(exported.predict(x, verbose=0), mixed.predict(x, verbose=0), atol=5e-2)
+
+
+def test_make_dataset_scales_and_batches():
+    x = np.full((10, 4, 4, 1), 255, np.uint8)
+    batches = list(fit.make_dataset(x, np.arange(10), 4, shuffle=True, seed=0))
+    assert [len(b[0]) for b in batches] == [4, 4, 2]
+    assert float(batches[0][0].numpy().max()) == 1.0
+    assert sorted(np.concatenate([b[1].numpy() for b in batches]).tolist()) == list(range(10))
+
+
+@pytest.mark.slow
+def test_train_run_writes_the_model_and_every_declared_report(tmp_path, tiny, prepared):
+    """train.run: model, DVCLive curves and throughput.json (all three declared in dvc.yaml)."""
+    from train2infer.models.io import load_model
+    from train2infer.train.run import run
+
+    result = run(tiny.model, tiny.train, tiny.seed, prepared, tmp_path / "m.keras", tmp_path / "r", tmp_path / "b")
+    assert result["chief"] and result["epochs"] == 3 and result["replicas"] == 1
+    model = load_model(tmp_path / "m.keras")
+    assert fit.accuracy(model, *__import__("train2infer.prepared", fromlist=["x"]).load_prepared(prepared, "val")) \
+        == pytest.approx(result["val_accuracy"])
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["step"] == 2 and metrics["val_accuracy_inference"] == pytest.approx(result["val_accuracy"])
+    speed = json.loads((tmp_path / "r" / "throughput.json").read_text())
+    assert speed["images_per_second"] > 0 and speed["input_images_per_second"] > speed["images_per_second"]
+    rows = (tmp_path / "r" / "plots" / "metrics" / "train" / "accuracy.tsv").read_text().splitlines()
+    assert len(rows) == 1 + 3
+    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())  # backup removed on success

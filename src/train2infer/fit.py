@@ -266,7 +266,11 @@ def setup(cfg, seed: int) -> tf.distribute.Strategy:
         strategy = distribute.select_strategy(cfg.strategy)
     except ParamError as exc:
         raise exc.within(cfg.SECTION) from None
-    if cfg.deterministic:
-        tf.config.experimental.enable_op_determinism()
+    from tensorflow.python.framework import config as tf_config  # disable_op_determinism has no public alias
+
+    if cfg.deterministic:  # process-wide: set it either way
+        tf_config.enable_op_determinism()
+    else:
+        tf_config.disable_op_determinism()
     keras.utils.set_random_seed(seed)
     return strategy

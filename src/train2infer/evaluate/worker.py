@@ -232,21 +232,23 @@ def measure_variants(
             return got["samples_ms"]
 
         samples, rounds = timing.rotating_rounds(names, block, min_runs, min_seconds, runs_per_round)
-        result = {"threads": threads, "rounds": rounds, "variants": {}}
-        for name in names:
-            memory = workers[name].ask("peak_rss_bytes", op="memory")
-            ips = {b: workers[name].ask("images_per_second", op="throughput", batch=b,
-                                        seconds=throughput_seconds)["images_per_second"] for b in batch_sizes}
-            result["variants"][name] = {
-                "latency": timing.summarize(samples[name]),
-                "memory": memory,
-                "throughput": {str(b): round(v, 1) for b, v in ips.items()},
-                "saturation_batch": timing.saturation_batch(ips),
-            }
-        return result
+        return {"threads": threads, "rounds": rounds,
+                "variants": {n: _after_rounds(workers[n], samples[n], batch_sizes, throughput_seconds) for n in names}}
     finally:
         for w in workers.values():
             w.close()
+
+
+def _after_rounds(w: Worker, samples: list[float], batch_sizes: list[int], seconds: float) -> dict:
+    """A variant's latency summary, then its memory, then its throughput sweep."""
+    from train2infer.evaluate import timing
+
+    memory = w.ask("peak_rss_bytes", op="memory")
+    ips = {b: w.ask("images_per_second", op="throughput", batch=b, seconds=seconds)["images_per_second"]
+           for b in batch_sizes}
+    return {"latency": timing.summarize(samples), "memory": memory,
+            "throughput": {str(b): round(v, 1) for b, v in ips.items()},
+            "saturation_batch": timing.saturation_batch(ips)}
 
 
 if __name__ == "__main__":

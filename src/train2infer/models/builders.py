@@ -41,39 +41,38 @@ def build_cnn(
     Returns:
         An uncompiled functional model named ``cnn``.
     """
-    init = keras.initializers.HeNormal
     inputs = keras.Input(shape=tuple(input_shape), name="image")
-    x = inputs
-    k = 0
+    x, k = inputs, 0
     for s, width in enumerate(filters):
         for c in range(convs_per_stage):
-            name = f"s{s}c{c}"
-            x = keras.layers.Conv2D(
-                width,
-                kernel_size,
-                padding="same",
-                use_bias=False,
-                kernel_initializer=init(seed=seed + k),
-                name=f"{name}_conv",
-            )(x)
-            x = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(x)
-            x = keras.layers.ReLU(name=f"{name}_relu")(x)
+            x = conv_bn_relu(x, keras.layers.Conv2D, f"s{s}c{c}", seed + k, bn_momentum, "conv",
+                             filters=width, kernel_size=kernel_size, padding="same")
             k += 1
         x = keras.layers.MaxPooling2D(name=f"s{s}_pool")(x)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     if dense_units:
-        x = keras.layers.Dense(
-            dense_units, activation="relu", kernel_initializer=init(seed=seed + k), name="hidden"
-        )(x)
+        x = keras.layers.Dense(dense_units, activation="relu", kernel_initializer=keras.initializers.HeNormal(seed + k),
+                               name="hidden")(x)
+    return keras.Model(inputs, classifier(x, num_classes, dropout, seed, seed + k + 1, output_dtype), name="cnn")
+
+
+def conv_bn_relu(x, layer, name: str, seed: int, bn_momentum: float, suffix: str, **conv):
+    """``layer(**conv)`` without bias (He-initialised), BatchNormalization, ReLU, named
+    ``{name}_{suffix}``, ``{name}[_{suffix}]_bn`` and ``..._relu`` (the conv's suffix is
+    kept in the BN/ReLU names unless it is ``conv``)."""
+    init_key = "depthwise_initializer" if layer is keras.layers.DepthwiseConv2D else "kernel_initializer"
+    x = layer(use_bias=False, name=f"{name}_{suffix}", **{init_key: keras.initializers.HeNormal(seed=seed)}, **conv)(x)
+    tag = name if suffix == "conv" else f"{name}_{suffix}"
+    x = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"{tag}_bn")(x)
+    return keras.layers.ReLU(name=f"{tag}_relu")(x)
+
+
+def classifier(x, num_classes: int, dropout: float, seed: int, init_seed: int, output_dtype: str):
+    """Dropout (if any) and the ``logits`` Dense layer."""
     if dropout:
         x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
-    outputs = keras.layers.Dense(
-        num_classes,
-        kernel_initializer=keras.initializers.GlorotUniform(seed=seed + k + 1),
-        dtype=output_dtype,
-        name="logits",
-    )(x)
-    return keras.Model(inputs, outputs, name="cnn")
+    return keras.layers.Dense(num_classes, kernel_initializer=keras.initializers.GlorotUniform(seed=init_seed),
+                              dtype=output_dtype, name="logits")(x)
 
 
 def build_mobilenet(
@@ -111,39 +110,26 @@ def build_mobilenet(
     Returns:
         An uncompiled functional model named ``mobilenet``.
     """
-    init = keras.initializers.HeNormal
     L = keras.layers
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = L.ZeroPadding2D(1, name="stem_pad")(inputs)
-    x = L.Conv2D(stem_filters, 3, strides=2, padding="valid", use_bias=False,
-                 kernel_initializer=init(seed=seed), name="stem_conv")(x)
-    x = L.BatchNormalization(momentum=bn_momentum, name="stem_bn")(x)
-    x = L.ReLU(name="stem_relu")(x)
+    x = conv_bn_relu(x, L.Conv2D, "stem", seed, bn_momentum, "conv", filters=stem_filters, kernel_size=3, strides=2,
+                     padding="valid")
     k = 1
     for s, width in enumerate(filters):
         for b in range(blocks_per_stage):
             name = f"s{s}b{b}"
-            if s > 0 and b == 0:
+            if s > 0 and b == 0:  # stride 2 behind explicit padding (XNNPACK's sparse subgraph rule)
                 x = L.ZeroPadding2D(1, name=f"{name}_pad")(x)
-                x = L.DepthwiseConv2D(3, strides=2, padding="valid", use_bias=False,
-                                      depthwise_initializer=init(seed=seed + k), name=f"{name}_dw")(x)
+                x = conv_bn_relu(x, L.DepthwiseConv2D, name, seed + k, bn_momentum, "dw", kernel_size=3, strides=2,
+                                 padding="valid")
             else:
-                x = L.DepthwiseConv2D(3, padding="same", use_bias=False,
-                                      depthwise_initializer=init(seed=seed + k), name=f"{name}_dw")(x)
-            x = L.BatchNormalization(momentum=bn_momentum, name=f"{name}_dw_bn")(x)
-            x = L.ReLU(name=f"{name}_dw_relu")(x)
-            x = L.Conv2D(width, 1, use_bias=False, kernel_initializer=init(seed=seed + k + 1),
-                         name=f"{name}_pw")(x)
-            x = L.BatchNormalization(momentum=bn_momentum, name=f"{name}_pw_bn")(x)
-            x = L.ReLU(name=f"{name}_pw_relu")(x)
+                x = conv_bn_relu(x, L.DepthwiseConv2D, name, seed + k, bn_momentum, "dw", kernel_size=3, padding="same")
+            x = conv_bn_relu(x, L.Conv2D, name, seed + k + 1, bn_momentum, "pw", filters=width, kernel_size=1)
             k += 2
     x = L.GlobalAveragePooling2D(keepdims=True, name="gap")(x)
     x = L.Flatten(name="flatten")(x)
-    if dropout:
-        x = L.Dropout(dropout, seed=seed, name="dropout")(x)
-    outputs = L.Dense(num_classes, kernel_initializer=keras.initializers.GlorotUniform(seed=seed + k),
-                      dtype=output_dtype, name="logits")(x)
-    return keras.Model(inputs, outputs, name="mobilenet")
+    return keras.Model(inputs, classifier(x, num_classes, dropout, seed, seed + k, output_dtype), name="mobilenet")
 
 
 def build_model(name: str, input_shape: Sequence[int], num_classes: int, seed: int, **options) -> keras.Model:

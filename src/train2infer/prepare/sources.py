@@ -241,7 +241,7 @@ def load_folder(
     - ``root`` missing or empty, or fewer than two classes with readable images: error.
 
     Whether each class still has enough images for the split is checked by
-    :func:`train2infer.data.stratified_split`.
+    :func:`train2infer.prepare.split.stratified_split`.
 
     Args:
         root: The image tree.

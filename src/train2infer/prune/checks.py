@@ -7,6 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from train2infer import Train2InferError
+from train2infer.core.params import ParamError
 
 
 def m_by_n_violations(kernel: np.ndarray, m_by_n: Sequence[int]) -> int:
@@ -29,25 +30,24 @@ def check_sparsity(per_kernel: dict[str, float], target: float, tolerance: float
     """Fail if any pruned kernel is more than ``tolerance`` below ``target``.
 
     Raises:
-        Train2InferError: Naming every kernel that missed, with its sparsity.
+        ParamError: On ``tolerance``, naming every kernel that missed, with its sparsity.
     """
     if not per_kernel:
         raise Train2InferError("pruning found no prunable kernels in the model")
     missed = {name: s for name, s in per_kernel.items() if s < target - tolerance}
     if missed:
         detail = ", ".join(f"{n}={s:.3f}" for n, s in missed.items())
-        raise Train2InferError(
-            f"pruning missed the target sparsity {target} by more than {tolerance} (prune.tolerance): {detail}"
-        )
+        raise ParamError("tolerance", tolerance, f"is exceeded: pruned kernels missed the target sparsity {target}: "
+                         f"{detail}")
 
 
 def check_m_by_n(kernels: dict[str, np.ndarray], m_by_n: Sequence[int]) -> None:
     """Fail if any kernel breaks the ``m_by_n`` pattern.
 
     Raises:
-        Train2InferError: Naming every kernel with groups that break it.
+        ParamError: On ``m_by_n``, naming every kernel with groups that break it.
     """
     bad = {n: m_by_n_violations(k, m_by_n) for n, k in kernels.items()}
     if any(bad.values()):
-        raise Train2InferError(f"prune.m_by_n={list(m_by_n)} pattern broken in: "
-                               + ", ".join(f"{n} ({v} groups)" for n, v in bad.items() if v))
+        raise ParamError("m_by_n", list(m_by_n), "pattern broken in: "
+                         + ", ".join(f"{n} ({v} groups)" for n, v in bad.items() if v))

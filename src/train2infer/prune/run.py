@@ -23,23 +23,22 @@ def run(cfg, train_cfg, seed: int, data: str | Path, model_in: str | Path, model
             summary, ``plots/metrics/``) and ``sparsity.json`` (per pruned kernel).
 
     Returns:
-        The summary (achieved and target sparsity, schedule steps, validation accuracy,
-        dense and non-zero multiply-adds) plus ``chief`` and ``per_kernel``.
+        The summary (sparsity achieved and targeted, schedule steps, validation accuracy,
+        multiply-adds), ``chief`` and ``per_kernel``.
 
     Raises:
-        Train2InferError: If a pruned kernel misses its target by more than ``tolerance``
-            or breaks the ``m_by_n`` pattern; ParamError if ``frequency`` never updates the
-            masks or the selection prunes nothing.
+        Train2InferError: A kernel misses its target or breaks the ``m_by_n`` pattern.
+        ParamError: ``frequency`` never updates the masks, or nothing is selected.
     """
     from dvclive import Live
 
     from train2infer import distribute, fit
     from train2infer.models import io, work
-    from train2infer.prune import checks, tfmot
+    from train2infer.prune import tfmot
 
     train_xy, val_xy = load_prepared(data, "train"), load_prepared(data, "val")
     strategy = fit.setup(train_cfg, seed)  # first TF call (multi-worker needs it)
-    io.load_model(model_in)  # fail fast, before any work, on a bad file
+    io.load_model(model_in)  # fail fast on a bad file
     total = cfg.epochs * math.ceil(len(train_xy[0]) / (cfg.batch_size * strategy.num_replicas_in_sync))
     begin, end = tfmot.schedule_steps(total, cfg.begin_fraction, cfg.end_fraction, cfg.frequency)
 
@@ -54,24 +53,33 @@ def run(cfg, train_cfg, seed: int, data: str | Path, model_in: str | Path, model
             build, strategy, train_xy, val_xy, epochs=cfg.epochs, batch_size=cfg.batch_size,
             learning_rate=cfg.learning_rate, scale_learning_rate=False, seed=seed,
             callbacks=tfmot.callbacks() + [fit.LiveLogger(live)])
-        pruned_names = [layer.layer.name for layer in wrapped.layers if tfmot.is_wrapper(layer)]
-        stripped = tfmot.strip(wrapped)
-        per_kernel = {n: s for n, s in work.kernel_sparsity(stripped).items() if n in pruned_names}
-        checks.check_sparsity(per_kernel, cfg.target_sparsity, cfg.tolerance)
-        if cfg.pattern == "m_by_n":
-            checks.check_m_by_n({n: stripped.get_layer(n).get_weights()[0] for n in per_kernel}, cfg.m_by_n)
+        stripped, per_kernel = strip_and_check(wrapped, cfg)
         done = work.summary(stripped)
         live.summary.update({
             "sparsity": done["sparsity"], "min_kernel_sparsity": min(per_kernel.values()),
             "target_sparsity": cfg.target_sparsity, "pattern": cfg.pattern, "policy": cfg.policy,
             "start_from": cfg.start_from, "val_accuracy_inference": fit.accuracy(stripped, *val_xy),
             "begin_step": begin, "end_step": end, "total_steps": total,
-            "macs_dense": done["macs"], "macs_nonzero": done["macs_nonzero"],
-        })
+            "macs_dense": done["macs"], "macs_nonzero": done["macs_nonzero"]})
         summary = dict(live.summary)
     write_json(Path(reports) / "sparsity.json", [{"layer": k, "sparsity": round(v, 6)} for k, v in per_kernel.items()])
     io.save_for_inference(stripped, model_out)
     return {**summary, "chief": distribute.is_chief(strategy), "per_kernel": per_kernel}
+
+
+def strip_and_check(wrapped, cfg):
+    """The model without wrappers, and the sparsity of each kernel that was pruned, checked
+    against the target (and the ``m_by_n`` pattern)."""
+    from train2infer.models import work
+    from train2infer.prune import checks, tfmot
+
+    pruned_names = [layer.layer.name for layer in wrapped.layers if tfmot.is_wrapper(layer)]
+    stripped = tfmot.strip(wrapped)
+    per_kernel = {n: s for n, s in work.kernel_sparsity(stripped).items() if n in pruned_names}
+    checks.check_sparsity(per_kernel, cfg.target_sparsity, cfg.tolerance)
+    if cfg.pattern == "m_by_n":
+        checks.check_m_by_n({n: stripped.get_layer(n).get_weights()[0] for n in per_kernel}, cfg.m_by_n)
+    return stripped, per_kernel
 
 
 def describe(result: dict) -> str:

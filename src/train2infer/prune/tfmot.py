@@ -41,7 +41,7 @@ def schedule_steps(
         raise ParamError(
             "frequency", frequency,
             f"never updates the pruning masks: the schedule spans only {max(end_target - begin, 0)} of "
-            f"{total_steps} fine-tuning steps (lower prune.frequency or raise prune.epochs / prune.end_fraction)")
+            f"{total_steps} fine-tuning steps (lower frequency, or raise epochs or end_fraction)")
     return begin, begin + updates * frequency
 
 
@@ -114,13 +114,7 @@ def wrap(
         params["sparsity_m_by_n"] = tuple(int(v) for v in m_by_n)
     elif pattern == "block":
         params["block_size"] = tuple(int(v) for v in block_size)
-    chooser = tfmot.sparsity.keras.PruneForLatencyOnXNNPack() if policy == "xnnpack" else None
-    if chooser is not None:
-        try:
-            chooser.ensure_model_supports_pruning(model)
-        except ValueError as exc:
-            raise ParamError("policy", policy, f"does not fit model {model.name!r}: {exc} "
-                             "(use model=mobilenet with prepare.channels=3)") from None
+    chooser = policy_chooser(policy, model)
 
     def choose(layer):
         if pattern == "block" and not isinstance(layer, keras.layers.Dense):
@@ -129,7 +123,7 @@ def wrap(
 
     chosen = [layer.name for layer in model.layers if choose(layer)]
     if not chosen:
-        raise ParamError("include", list(include), f"with prune.exclude={list(exclude)} selects no prunable "
+        raise ParamError("include", list(include), f"with exclude={list(exclude)} selects no prunable "
                          f"layer of {model.name!r}")
 
     def clone_function(layer):
@@ -139,9 +133,27 @@ def wrap(
             return tfmot.sparsity.keras.prune_low_magnitude(layer, **params)
         except ValueError as exc:
             raise ParamError("pattern", pattern, f"cannot prune layer {layer.name}: "
-                             f"{str(exc).splitlines()[0]} (leave it out with prune.exclude)") from None
+                             f"{str(exc).splitlines()[0]} (leave it out with exclude)") from None
 
     return keras.models.clone_model(model, clone_function=clone_function)
+
+
+def policy_chooser(policy: str, model: keras.Model):
+    """TF-MOT's ``PruneForLatencyOnXNNPack`` for ``policy=xnnpack`` (checked against the
+    model), or None.
+
+    Raises:
+        ParamError: If the model does not have the structure the policy needs.
+    """
+    if policy != "xnnpack":
+        return None
+    chooser = tfmot.sparsity.keras.PruneForLatencyOnXNNPack()
+    try:
+        chooser.ensure_model_supports_pruning(model)
+    except ValueError as exc:
+        raise ParamError("policy", policy, f"does not fit model {model.name!r}: {exc} "
+                         "(use model=mobilenet with prepare.channels=3)") from None
+    return chooser
 
 
 def is_wrapper(layer) -> bool:

@@ -31,20 +31,20 @@ def run(cfg, train_cfg, seed: int, data: str | Path, model_in: str | Path, model
     from dvclive import Live
 
     from train2infer import distribute, fit
-    from train2infer.models import graph, io, work
+    from train2infer.models import graph, io
     from train2infer.shrink import channels
 
     strategy = fit.setup(train_cfg, seed)  # first TF call (multi-worker needs it)
     chief = distribute.is_chief(strategy)
     trained = io.load_model(model_in)  # fail fast, before any work, on a bad file
-    Path(reports, "plots", "metrics").mkdir(parents=True, exist_ok=True)  # declared even when nothing is tuned
+    train_xy, val_xy = load_prepared(data, "train"), load_prepared(data, "val")
     with Live(dir=str(reports), dvcyaml=None, save_dvc_exp=False) as live:
         if cfg.criterion == "none":
             shutil.copyfile(model_in, model_out)
+            untuned(live, fit.accuracy(trained, *val_xy))
             live.summary.update({"criterion": "none"})
             write_json(Path(reports) / "channels.json", {"layers": {}})
             return {**live.summary, "chief": chief}
-        train_xy, val_xy = load_prepared(data, "train"), load_prepared(data, "val")
         chosen = channels.plan(trained, to_float(train_xy[0][: cfg.probe_images]), cfg.criterion, cfg.keep,
                                cfg.min_channels, cfg.exclude)
         keep = {name: entry["keep"] for name, entry in chosen.items()}
@@ -55,20 +55,34 @@ def run(cfg, train_cfg, seed: int, data: str | Path, model_in: str | Path, model
                 lambda: graph.slice_channels(io.load_model(model_in), keep), strategy, train_xy, val_xy,
                 epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
                 scale_learning_rate=False, seed=seed, callbacks=[fit.LiveLogger(live)])
+        else:
+            untuned(live, acc_cut)
         io.save_for_inference(shrunk, model_out)
-        before, after = work.summary(trained), work.summary(shrunk)
         layers = {n: {"width": e["width"], "kept": len(e["keep"]), "dead": e["dead"]} for n, e in chosen.items()}
-        live.summary.update({
-            "criterion": cfg.criterion, "keep": cfg.keep,
-            "macs_before": before["macs"], "macs_after": after["macs"],
-            "params_before": before["params"], "params_after": after["params"],
-            "flops_ratio": before["macs"] / after["macs"],
-            "val_accuracy_trained": fit.accuracy(trained, *val_xy), "val_accuracy_cut": acc_cut,
-            "val_accuracy_fine_tuned": fit.accuracy(shrunk, *val_xy),
-            "dead_channels": sum(e["dead"] for e in layers.values()),
-        })
+        live.summary.update(compare(trained, shrunk, val_xy, acc_cut, layers) | {"criterion": cfg.criterion,
+                                                                                 "keep": cfg.keep})
         write_json(Path(reports) / "channels.json", {"layers": layers})
         return {**live.summary, "chief": chief}
+
+
+def compare(trained, shrunk, val_xy, acc_cut: float, layers: dict) -> dict:
+    """Work, size and validation accuracy before and after channel pruning."""
+    from train2infer import fit
+    from train2infer.models import work
+
+    before, after = work.summary(trained), work.summary(shrunk)
+    return {"macs_before": before["macs"], "macs_after": after["macs"], "params_before": before["params"],
+            "params_after": after["params"], "flops_ratio": before["macs"] / after["macs"],
+            "val_accuracy_trained": fit.accuracy(trained, *val_xy), "val_accuracy_cut": acc_cut,
+            "val_accuracy_fine_tuned": fit.accuracy(shrunk, *val_xy),
+            "dead_channels": sum(e["dead"] for e in layers.values())}
+
+
+def untuned(live, val_accuracy: float) -> None:
+    """With no fine-tuning, the curve (a declared output) is one point: the passed-on model's
+    validation accuracy at step 0."""
+    live.log_metric("val/accuracy", val_accuracy)
+    live.make_summary()
 
 
 def describe(summary: dict) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from train2infer.core.params import choice, ranged
+from train2infer.core.params import ParamError, choice, ranged
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 
@@ -24,3 +24,8 @@ class TrainConfig:
     mixed_precision: bool
     jit_compile: bool
     deterministic: bool
+
+    def check(self) -> None:
+        if self.jit_compile and self.deterministic:
+            raise ParamError("jit_compile", True, "needs train.deterministic=false: XLA has no deterministic "
+                             "implementation of every gradient (e.g. MaxPool's)")

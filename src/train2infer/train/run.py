@@ -36,14 +36,12 @@ def run(model_cfg, cfg, seed: int, data: str | Path, model_out: Path, reports: P
             DVCLive logs), kept until the run succeeds.
 
     Returns:
-        ``{"chief", "strategy", "replicas", "seconds", "val_accuracy", "resumed_from_epoch",
-        "speed"}``; only the chief's outputs are meant to be published.
+        ``chief`` (only the chief's outputs are to be published), strategy, replicas,
+        seconds, validation accuracy, ``resumed_from_epoch``, ``speed``.
     """
-    import tf_keras as keras
-    from dvclive import Live
-
     from train2infer import distribute, fit
     from train2infer.models import builders, config as model_config
+    from train2infer.models.io import save_for_inference
 
     meta = load_meta(data)
     train_xy, val_xy = load_prepared(data, "train"), load_prepared(data, "val")
@@ -58,6 +56,25 @@ def run(model_cfg, cfg, seed: int, data: str | Path, model_out: Path, reports: P
     key = fit.run_key({"model": as_dict(model_cfg), "train": as_dict(cfg), "seed": seed, "data": meta,
                        "n": [len(train_xy[0]), len(val_xy[0])], "replicas": strategy.num_replicas_in_sync})
     workdir = backup_dir(backup, key, chief)
+    model, info, extra = fit_logged(build, strategy, train_xy, val_xy, cfg, seed, workdir, mixed)
+    shutil.copytree(workdir / "live", reports, dirs_exist_ok=True)
+    desc = distribute.describe(strategy)
+    write_json(Path(reports) / "throughput.json", {**desc, **extra["speed"], "jit_compile": cfg.jit_compile,
+                                                   "global_batch_size": info["global_batch_size"],
+                                                   "mixed_precision": mixed})
+    save_for_inference(model, model_out)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return {"chief": chief, "strategy": desc["strategy"], "replicas": desc["replicas"], "epochs": cfg.epochs, **extra}
+
+
+def fit_logged(build, strategy, train_xy, val_xy, cfg, seed: int, workdir: Path, mixed: bool):
+    """Fit with DVCLive logs and a ``BackupAndRestore`` checkpoint under ``workdir`` (resumable);
+    returns the float32 model, the fit info, and seconds, accuracy, resume epoch and speed."""
+    import tf_keras as keras
+    from dvclive import Live
+
+    from train2infer import fit
+
     with Live(dir=str(workdir / "live"), resume=True, dvcyaml=None, save_dvc_exp=False) as live:
         logger, timer = fit.LiveLogger(live), fit.EpochTimer()
         t0 = time.perf_counter()
@@ -70,21 +87,12 @@ def run(model_cfg, cfg, seed: int, data: str | Path, model_out: Path, reports: P
         model = fit.as_float32(model, build)
         val_acc = fit.accuracy(model, *val_xy)
         speed = measure_speed(timer, train_xy, info, seed)
-        live.summary.update({"val_accuracy_inference": val_acc, "resumed_from_epoch": logger.resumed_from_epoch,
-                             "replicas": info["replicas"], "global_batch_size": info["global_batch_size"],
-                             "train_seconds": round(seconds, 2), "images_per_second": speed["images_per_second"],
-                             "mixed_precision": int(mixed)})
-    shutil.copytree(workdir / "live", reports, dirs_exist_ok=True)
-    desc = distribute.describe(strategy)
-    write_json(Path(reports) / "throughput.json", {**desc, **speed, "global_batch_size": info["global_batch_size"],
-                                                   "jit_compile": cfg.jit_compile, "mixed_precision": mixed})
-    from train2infer.models.io import save_for_inference
-
-    save_for_inference(model, model_out)
-    shutil.rmtree(workdir, ignore_errors=True)
-    return {"chief": chief, "strategy": desc["strategy"], "replicas": desc["replicas"], "epochs": cfg.epochs,
-            "seconds": seconds, "val_accuracy": val_acc, "resumed_from_epoch": logger.resumed_from_epoch,
-            "speed": speed}
+        live.summary.update(val_accuracy_inference=val_acc, resumed_from_epoch=logger.resumed_from_epoch,
+                            replicas=info["replicas"], global_batch_size=info["global_batch_size"],
+                            train_seconds=round(seconds, 2), images_per_second=speed["images_per_second"],
+                            mixed_precision=int(mixed))
+    return model, info, {"seconds": seconds, "val_accuracy": val_acc, "resumed_from_epoch": logger.resumed_from_epoch,
+                         "speed": speed}
 
 
 def measure_speed(timer, train_xy, info: dict, seed: int) -> dict:

@@ -12,8 +12,13 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from conftest import TINY, compose, run_stage
-from train2infer import config, data, shapes, sources
+from helpers import TINY, compose, params, run_stage
+from train2infer import config
+from train2infer.core.params import ParamError, ParamsFileError
+from train2infer.prepare import shapes, sources, split
+from train2infer.prepare.config import SHAPE_CLASSES
+from train2infer.prepare.run import run
+from train2infer.prepared import DataError, SPLITS, load_meta, load_prepared
 
 
 def png_bytes(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
@@ -34,7 +39,7 @@ def tree(root: Path, spec: dict[str, int], size=(20, 12), start=0) -> Path:
 
 
 def folder_params(tmp_path: Path, root: Path, *extra: str) -> Path:
-    cfg = compose(TINY + ["data=folder", f"data.path={root}", "data.workers=1", *extra])
+    cfg = compose(TINY + ["prepare=folder", f"prepare.path={root}", "prepare.workers=1", *extra])
     (tmp_path / "params.yaml").write_text(OmegaConf.to_yaml(cfg))
     return tmp_path
 
@@ -124,7 +129,7 @@ def test_unreadable_and_non_image_files_are_skipped_and_listed(tmp_path):
     assert sorted(s["ignored"]) == ["README.md", "b/notes.txt"]
     assert s["empty_classes"] == ["empty_class"]
     assert s["class_names"] == ["a", "b"] and sum(s["sizes"].values()) == 20
-    assert data.load_meta(out)["class_names"] == ["a", "b"]
+    assert load_meta(out)["class_names"] == ["a", "b"]
     warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("warning:")]
     assert len(warnings) == 3, proc.stderr
     assert "skipped 3 unreadable" in warnings[0] and "a/truncated.png" in warnings[0]
@@ -179,17 +184,17 @@ def test_unusable_folders_fail_with_one_line_and_no_outputs(tmp_path, case, phra
 
 def test_min_class_size_matches_the_split():
     for vf, tf in ((0.15, 0.15), (0.1, 0.2), (0.3, 0.3), (0.1, 0.0)):
-        need = data.min_class_size(vf, tf)
-        data.stratified_split(np.zeros(need, np.int64), vf, tf, 0)
-        with pytest.raises(data.DataError, match=f"needs at least {need}"):
-            data.stratified_split(np.zeros(need - 1, np.int64), vf, tf, 0)
+        need = split.min_class_size(vf, tf)
+        split.stratified_split(np.zeros(need, np.int64), vf, tf, 0)
+        with pytest.raises(DataError, match=f"needs at least {need}"):
+            split.stratified_split(np.zeros(need - 1, np.int64), vf, tf, 0)
 
 
 # ---------------------------------------------------------------- shapes
 
 
 def test_shapes_are_deterministic_balanced_and_distinct():
-    names = list(config.SHAPE_CLASSES)
+    names = list(SHAPE_CLASSES)
     x, y, got = shapes.generate(60, 24, 3, names, seed=5, workers=1)
     assert got == names and x.shape == (60, 24, 24, 3) and x.dtype == np.uint8
     assert np.bincount(y).tolist() == [6] * 10
@@ -212,20 +217,18 @@ def test_shapes_are_deterministic_balanced_and_distinct():
 
 
 def test_shapes_config_is_checked():
-    with pytest.raises(config.ConfigError, match=r"data.classes\[1\]='blob' is not one of"):
-        config.section(compose(["data=shapes", "data.classes=[circle,blob]"]), "data")
-    with pytest.raises(config.ConfigError, match="data.max_size=0.6 must be <= 0.5"):
-        config.section(compose(["data=shapes", "data.max_size=0.6"]), "data")
-    with pytest.raises(config.ConfigError, match="data.bogus"):
-        config.section(compose(["data=shapes", "+data.bogus=1"]), "data")
+    with pytest.raises((ParamError, ParamsFileError), match=r"prepare.classes\[1\]='blob' is not one of"):
+        config.section(compose(["prepare=shapes", "prepare.classes=[circle,blob]"]), "prepare")
+    with pytest.raises((ParamError, ParamsFileError), match="prepare.max_size=0.6 must be <= 0.5"):
+        config.section(compose(["prepare=shapes", "prepare.max_size=0.6"]), "prepare")
+    with pytest.raises((ParamError, ParamsFileError), match="prepare.bogus"):
+        config.section(compose(["prepare=shapes", "+prepare.bogus=1"]), "prepare")
 
 
 def test_shapes_stage_is_trainable_data(tmp_path):
-    cfg = compose(TINY + ["data=shapes", "data.count=600", "data.image_size=16", "data.workers=1"])
-    (tmp_path / "params.yaml").write_text(OmegaConf.to_yaml(cfg))
-    proc, out, summary = prepare(tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    s = json.loads(summary.read_text())
+    p = params(TINY + ["prepare=shapes", "prepare.count=600", "prepare.image_size=16", "prepare.workers=1"])
+    s = run(p.prepare, p.seed, tmp_path / "d", tmp_path / "summary.json")
+    assert json.loads((tmp_path / "summary.json").read_text()) == s
     assert s["class_names"] == ["circle", "rectangle", "triangle", "line", "cross", "star"]
     assert s["image_shape"] == [16, 16, 3]
     assert s["sizes"] == {"train": 420, "val": 90, "test": 90}
@@ -236,19 +239,80 @@ def test_shapes_stage_is_trainable_data(tmp_path):
 
 
 def test_keras_offline_and_not_cached_is_one_clear_line(tmp_path):
-    cfg = compose(TINY + ["data=keras", "data.dataset=fashion_mnist", f"data.cache_dir={tmp_path / 'kc'}"])
+    cfg = compose(TINY + ["prepare=keras", "prepare.dataset=fashion_mnist", f"prepare.cache_dir={tmp_path / 'kc'}"])
     (tmp_path / "params.yaml").write_text(OmegaConf.to_yaml(cfg))
     env = {"HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}  # no network, fast
     proc = run_stage("prepare", ["--out", "d", "--summary", "r/summary.json"], tmp_path, env=env)
     assert_failed_cleanly(proc, tmp_path / "d", tmp_path / "r" / "summary.json",
-                          "data.dataset=fashion_mnist: not in the Keras cache", str(tmp_path / "kc"),
+                          "Keras dataset fashion_mnist: not in the Keras cache", str(tmp_path / "kc"),
                           "download failed")
 
 
 def test_keras_config_keeps_the_official_test_split():
-    cfg = config.section(compose(["data=keras"]), "data")
+    cfg = config.section(compose(["prepare=keras"]), "prepare")
     assert cfg.dataset == "mnist" and cfg.test_fraction is None
-    with pytest.raises(config.ConfigError, match="data.test_fraction=0.2 is not used by data=keras"):
-        config.section(compose(["data=keras", "+data.test_fraction=0.2"]), "data")
-    with pytest.raises(config.ConfigError, match="data.dataset='imagenet' is not one of"):
-        config.section(compose(["data=keras", "data.dataset=imagenet"]), "data")
+    with pytest.raises((ParamError, ParamsFileError), match="prepare.test_fraction=0.2 is not used by prepare=keras"):
+        config.section(compose(["prepare=keras", "prepare.test_fraction=0.2"]), "prepare")
+    with pytest.raises((ParamError, ParamsFileError), match="prepare.dataset='imagenet' is not one of"):
+        config.section(compose(["prepare=keras", "prepare.dataset=imagenet"]), "prepare")
+
+
+# ---------------------------------------------------------------- digits, split, prepared format
+
+
+def test_digits_are_real_resized_images():
+    x, y, names = sources.load_digits(20, 3)
+    assert x.shape == (1797, 20, 20, 3) and x.dtype == np.uint8
+    assert names == [str(i) for i in range(10)]
+    assert np.bincount(y).min() >= 170  # every digit is present in bulk
+    assert x.max() > 200 and x.min() == 0  # the 0..16 range was scaled to 8 bits
+    assert np.array_equal(x[..., 0], x[..., 2])  # gray replicated into RGB
+
+
+def test_split_is_stratified_disjoint_and_seeded():
+    _, y, _ = sources.load_digits(8, 1)
+    idx = split.stratified_split(y, 0.15, 0.15, seed=7)
+    all_idx = np.concatenate(list(idx.values()))
+    assert len(all_idx) == len(y) and len(np.unique(all_idx)) == len(y)
+    for part, frac in (("val", 0.15), ("test", 0.15), ("train", 0.70)):
+        share = np.bincount(y[idx[part]], minlength=10) / np.bincount(y)
+        assert np.all(np.abs(share - frac) < 0.02), (part, share)
+    again = split.stratified_split(y, 0.15, 0.15, seed=7)
+    other = split.stratified_split(y, 0.15, 0.15, seed=8)
+    assert all(np.array_equal(idx[k], again[k]) for k in idx)
+    assert not np.array_equal(idx["test"], other["test"])
+
+
+def test_split_refuses_a_class_too_small():
+    y = np.array([0] * 20 + [1] * 2)
+    with pytest.raises(DataError, match="class 1 has 2 examples.*needs at least 4"):
+        split.stratified_split(y, 0.15, 0.15, seed=0)
+
+
+def test_prepared_roundtrip_and_bad_files(tmp_path):
+    from train2infer.prepared import save_prepared
+
+    x = np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 4, 4, 1)
+    save_prepared(tmp_path, {k: (x, np.array([0, 1])) for k in SPLITS}, ["a", "b"], "test")
+    x2, y2 = load_prepared(tmp_path, "val")
+    assert np.array_equal(x2, x) and y2.tolist() == [0, 1]
+    assert load_meta(tmp_path)["class_names"] == ["a", "b"]
+    (tmp_path / "train.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="corrupt.*train.npz"):
+        load_prepared(tmp_path, "train")
+    with pytest.raises(DataError, match="not found"):
+        load_prepared(tmp_path / "nowhere", "train")
+    np.savez(tmp_path / "test.npz", x=np.zeros((0, 4, 4, 1), np.uint8), y=np.zeros(0))
+    with pytest.raises(DataError, match="empty"):
+        load_prepared(tmp_path, "test")
+
+
+def test_prepare_run_writes_data_and_summary(tmp_path, tiny):
+    summary = run(tiny.prepare, tiny.seed, tmp_path / "d", tmp_path / "summary.json")
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    assert summary["image_shape"] == [16, 16, 1] and summary["source"] == "digits"
+    assert sum(summary["sizes"].values()) == 1797
+    for part in SPLITS:
+        x, y = load_prepared(tmp_path / "d", part)
+        assert len(x) == summary["sizes"][part]
+        assert sum(summary["counts"][part].values()) == len(y)

@@ -1,0 +1,136 @@
+"""The shape of the project: one name per concept, thin stage scripts, no cycles, honest deps."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+import yaml
+
+from helpers import ROOT, SRC, library_imports, module_file
+from train2infer import config
+
+STAGES = ["prepare", "train", "shrink", "prune", "convert", "evaluate", "report"]
+PKG = SRC / "train2infer"
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+
+
+def _modules():
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG).with_suffix("")
+        parts = [p for p in rel.parts if p != "__init__"]
+        yield ".".join(parts), path
+
+
+def _direct(path) -> set[str]:
+    """train2infer modules ``path`` imports itself (any depth in the file, lazy ones too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("train2infer"):
+            base = node.module[len("train2infer"):].lstrip(".")
+            for a in node.names:
+                name = f"{base}.{a.name}".lstrip(".")
+                found.add(name if module_file(name) else base)
+        elif isinstance(node, ast.Import):
+            found |= {a.name[len("train2infer."):] for a in node.names if a.name.startswith("train2infer.")}
+    return {f for f in found if f}
+
+
+def test_one_name_per_concept():
+    """stage = script = package = conf group = params section = reports/<stage>/."""
+    assert list(DVC["stages"]) == STAGES
+    groups = {p.name for p in (ROOT / "conf").iterdir() if p.is_dir()}
+    assert groups == set(config.SECTIONS) == (set(STAGES) - {"report"}) | {"model"}  # model: shared, not a stage
+    for stage in STAGES:
+        assert (ROOT / "stages" / f"{stage}.py").is_file()
+        assert (PKG / stage / "run.py").is_file()
+        if stage in groups:
+            assert (PKG / stage / "config.py").is_file()
+
+
+def test_every_output_lives_under_its_stage():
+    """A stage writes only under reports/<stage>/, models/ (and prepare: data/prepared)."""
+    for name, stage in DVC["stages"].items():
+        paths = [next(iter(o)) if isinstance(o, dict) else o
+                 for key in ("outs", "metrics", "plots") for o in stage.get(key, [])]
+        assert paths, name
+        for p in paths:
+            assert p.startswith((f"reports/{name}/", "models/")) or p == "data/prepared", (name, p)
+
+
+def test_dvc_deps_list_every_library_module_a_stage_uses():
+    """A stage whose code changes must re-run: dvc.yaml deps cover the script and every module
+    it imports (lazily too), and list nothing it does not use."""
+    plumbing = {"core.cli", "train2infer"}  # argument parsing and error printing: no effect on outputs
+    for name, stage in DVC["stages"].items():
+        assert stage["deps"][0] == f"stages/{name}.py"
+        src = [d for d in stage["deps"] if d.startswith("src/")]
+        used = {str(module_file(m).relative_to(ROOT)) for m in library_imports(ROOT / "stages" / f"{name}.py")}
+        used = {u for u in used if not (u.endswith("__init__.py") and _docstring_only(ROOT / u))}
+        for u in used:
+            if u not in {str(module_file(p).relative_to(ROOT)) for p in plumbing if module_file(p)}:
+                assert any(u == d or u.startswith(d + "/") for d in src), f"{name}: {u} is not a dependency"
+        for d in src:
+            assert any(u == d or u.startswith(d + "/") for u in used), f"{name}: {d} is listed but not used"
+
+
+def _docstring_only(path) -> bool:
+    body = ast.parse(path.read_text()).body
+    return len(body) == 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+
+
+def test_no_import_cycles():
+    graph = {name: _direct(path) for name, path in _modules()}
+    state: dict[str, int] = {}
+
+    def visit(node, trail):
+        if state.get(node) == 1:
+            raise AssertionError("import cycle: " + " -> ".join(trail + [node]))
+        if state.get(node) == 2:
+            return
+        state[node] = 1
+        for nxt in graph.get(node, ()):
+            if nxt != node and nxt in graph and not node.startswith(nxt + "."):  # a package's own children
+                visit(nxt, trail + [node])
+        state[node] = 2
+
+    for name in graph:
+        visit(name, [])
+
+
+def test_no_stage_package_imports_another():
+    for name, path in _modules():
+        own = name.split(".")[0]
+        if own not in STAGES:
+            continue
+        for dep in _direct(path):
+            other = dep.split(".")[0]
+            assert other == own or other not in STAGES, f"{name} imports {dep}"
+
+
+def test_core_litert_and_config_import_no_tensorflow():
+    code = ("import sys, train2infer, train2infer.config, train2infer.litert, train2infer.core.variants, "
+            "train2infer.core.live, train2infer.prepared; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_functions_are_short_and_stage_scripts_thin():
+    """No function over 60 lines outside tests; a stage script is at most 40 lines."""
+    long = []
+    for path in sorted(list(PKG.rglob("*.py")) + list((ROOT / "tools").glob("*.py")) + list((ROOT / "stages").glob("*.py"))):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > 60:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({n} lines)")
+    assert not long, long
+    for stage in STAGES:
+        script = ROOT / "stages" / f"{stage}.py"
+        text = script.read_text()
+        assert len(text.splitlines()) <= 40, script
+        doc = ast.get_docstring(ast.parse(text))
+        assert all(word in doc for word in ("Reads:", "Writes:", "Run:")), script
+        assert f"from train2infer.{stage}.run import" in text, script
