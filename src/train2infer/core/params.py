@@ -133,8 +133,8 @@ def build(schema: type, values, section: str):
     """The typed, validated section: ``values`` (a mapping) merged into ``schema``.
 
     Raises:
-        ParamError: On an unknown key, a missing key, a wrong type or a bad value,
-            qualified with ``section``.
+        ParamsFileError: On an unknown key, a missing key or a wrong type (OmegaConf's check).
+        ParamError: On a value that breaks a rule, qualified with ``section``.
     """
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from train2infer import Train2InferError
 from train2infer.core.params import as_dict
 from train2infer.core.publish import write_json
 from train2infer.core.variants import BASELINE, Variant, read_manifest
@@ -37,8 +38,6 @@ def run(cfg, data: str | Path, baseline: str | Path, export: str | Path, out: Pa
     """
     exported, sources = read_manifest(export)
     if not Path(baseline).is_file():
-        from train2infer import Train2InferError
-
         raise Train2InferError(f"model not found: {baseline}")
     timed = [dataclasses.replace(BASELINE, path=str(baseline))] + [v for v in exported if v.format == "tflite"]
     threads = list(dict.fromkeys(t or os.cpu_count() or 1 for t in cfg.threads))
