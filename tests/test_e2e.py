@@ -13,8 +13,9 @@ from helpers import ROOT, TINY, dvc, git, make_project
 from test_report import check_report
 from train2infer.evaluate.metrics import METRIC_KEYS
 
-VARIANTS = ("trained_keras_float", "trained_tflite_float", "trained_tflite_dynamic", "shrunk_tflite_float",
-            "shrunk_tflite_dynamic", "pruned_tflite_float", "pruned_tflite_dynamic")
+VARIANTS = ("trained_keras_float", "trained_tflite_float", "trained_tflite_dynamic", "trained_saved_model_float",
+            "shrunk_tflite_float", "shrunk_tflite_dynamic", "shrunk_saved_model_float",
+            "pruned_tflite_float", "pruned_tflite_dynamic", "pruned_saved_model_float")
 STAGES = ["prepare", "train", "shrink", "prune", "convert", "evaluate", "report"]
 
 
@@ -41,8 +42,9 @@ def test_repro_runs_every_stage_and_writes_every_output(repo):
     for m in ("trained", "shrunk", "pruned"):
         assert (dst / "models" / f"{m}.keras").is_file()
     export = dst / "models" / "export"
-    for v in VARIANTS[1:]:
-        assert (export / f"{v}.tflite").stat().st_size > 0
+    for v in VARIANTS:
+        if "_tflite_" in v:
+            assert (export / f"{v}.tflite").stat().st_size > 0
     for m in ("trained", "shrunk", "pruned"):
         assert (export / f"{m}_saved_model" / "saved_model.pb").is_file()
     channels = json.loads((dst / "reports" / "shrink" / "metrics.json").read_text())
@@ -68,7 +70,7 @@ def test_repro_runs_every_stage_and_writes_every_output(repo):
     assert summary["trained"]["tflite"]["trained_tflite_float"]["max_abs_diff"] <= 1e-4
     assert json.loads((dst / "reports" / "evaluate" / "plots" / "tradeoff.json").read_text())
     manifest = json.loads((dst / "models" / "export" / "manifest.json").read_text())
-    assert [v["name"] for v in manifest["variants"] if v["format"] == "tflite"] == list(VARIANTS[1:])
+    assert [v["name"] for v in manifest["variants"]] == list(VARIANTS[1:])
     assert json.loads((dst / "reports" / "train" / "throughput.json").read_text())["images_per_second"] > 0
     bench = json.loads((dst / "reports" / "evaluate" / "benchmark.json").read_text())
     assert set(bench["runs"]) == {"1", "2"} and set(bench["peaks"]) == {"1"}

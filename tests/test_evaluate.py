@@ -19,7 +19,7 @@ def test_the_timed_calls_return_the_model_output(trained, digits):
     x1 = splits["test"][0][:1].astype(np.float32) / 255
     call = litert.runner(litert.interpreter(content), x1)
     np.testing.assert_allclose(call()[0], litert.predict(content, x1)[0], atol=1e-6)
-    keras_out = worker.keras_call(trained, x1)()
+    keras_out = trained.predict(x1, verbose=0)
     np.testing.assert_allclose(call(), keras_out, atol=1e-4)
 
 
@@ -139,14 +139,84 @@ def test_a_broken_variant_fails_with_its_name(tmp_path):
                                  batch_sizes=[1], throughput_seconds=0.01)
 
 
+@pytest.fixture(scope="module")
+def on_disk(tmp_path_factory, trained, trained_file):
+    """The trained model as every runtime reads it: .keras, SavedModel (folded), float .tflite."""
+    from train2infer.convert import saved_model
+    from train2infer.models import graph
+
+    d = tmp_path_factory.mktemp("runtimes")
+    saved_model.export_saved_model(graph.fold_batchnorm(trained), d / "sm")
+    (d / "f.tflite").write_bytes(tflite.to_tflite(trained, "float"))
+    return {"keras": str(trained_file), "saved_model": str(d / "sm"), "tflite": str(d / "f.tflite"),
+            "openvino": str(d / "f.tflite")}
+
+
+@pytest.mark.parametrize("fmt, precision, atol", [
+    ("keras", "float", 1e-5), ("saved_model", "float", 1e-4), ("tflite", "float", 1e-4),
+    ("openvino", "float", 1e-4),
+    ("openvino", "bf16", None),  # bfloat16 keeps 8 significant bits (0.4 % per op): 3 % of the largest logit
+])
+def test_every_runtime_computes_the_keras_function(on_disk, trained, digits, fmt, precision, atol):
+    """The timed call and the accuracy pass of each runtime give Keras's logits within its precision."""
+    from train2infer.core.variants import Variant
+    from train2infer.evaluate import runtimes
+
+    if precision == "bf16" and "bf16" not in runtimes.openvino_precisions():
+        pytest.skip("this CPU has no BF16 units")  # the variant is then left out, and the report says why
+    splits, _ = digits
+    x = splits["test"][0][:32].astype(np.float32) / 255
+    want = trained.predict(x, verbose=0)
+    atol = atol or 0.03 * float(np.abs(want).max())
+    call = runtimes.runner(fmt, on_disk[fmt], 1, precision)(x[:1])
+    np.testing.assert_allclose(np.asarray(call()).reshape(want[:1].shape), want[:1], atol=atol)
+    got = runtimes.predict(Variant("trained", fmt, precision, path=on_disk[fmt]), x)
+    np.testing.assert_allclose(got, want, atol=atol)
+    assert np.mean(np.argmax(got, -1) == np.argmax(want, -1)) >= 0.95
+    if precision == "bf16":  # really bf16, not float32 under another name
+        assert np.max(np.abs(got - want)) > 1e-4
+
+
+def test_select_gives_each_runtime_what_it_runs():
+    from train2infer.core.variants import BASELINE, Variant
+    from train2infer.evaluate.run import select
+    from train2infer.evaluate.runtimes import openvino_precisions
+
+    listed = [Variant("trained", "tflite", "float", path="f"), Variant("trained", "tflite", "dynamic", path="d"),
+              Variant("trained", "saved_model", path="s"), Variant("pruned", "tflite", "float", sparse=True, path="p")]
+    names = lambda timed: [v.name for v in timed]  # noqa: E731
+    assert names(select(BASELINE, listed, ["litert"])[0]) == [
+        "trained_keras_float", "trained_tflite_float", "trained_tflite_dynamic", "pruned_tflite_float_sparse"]
+    assert names(select(BASELINE, listed, ["tensorflow"])[0]) == ["trained_keras_float", "trained_saved_model_float"]
+    timed, left_out = select(BASELINE, listed, ["openvino"])
+    assert names(timed) == ["trained_keras_float"] + [f"trained_openvino_{p}" for p in openvino_precisions()]
+    assert timed[1].path == "f" and "quantized" in " ".join(left_out)  # reads the float .tflite
+
+
+def test_openvino_asked_for_but_not_installed_is_one_clear_line(monkeypatch):
+    import importlib.util
+
+    from helpers import compose
+    from train2infer import config
+    from train2infer.core.params import ParamError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+    with pytest.raises(ParamError, match=r"evaluate.runtimes=.*openvino, which is not installed: pip install"):
+        config.section(compose(["evaluate.runtimes=[litert,openvino]"]), "evaluate")
+
+
 @pytest.mark.slow
 def test_evaluate_run_measures_what_the_manifest_lists(tmp_path, tiny, prepared, trained, trained_file):
-    """evaluate.run: the baseline plus every TFLite variant of the manifest (SavedModels listed
-    but not timed), accuracy recomputed per variant, ratios against the baseline."""
+    """evaluate.run: the baseline plus every variant of the manifest a listed runtime runs
+    (LiteRT and TensorFlow by default), accuracy recomputed per variant on its own runtime, ratios
+    against the baseline."""
     import json
 
+    from train2infer.convert import saved_model
     from train2infer.core.variants import Variant, write_manifest
     from train2infer.evaluate.run import run
+    from train2infer.models import builders, config as model_config
 
     export = tmp_path / "export"
     export.mkdir()
@@ -154,10 +224,19 @@ def test_evaluate_run_measures_what_the_manifest_lists(tmp_path, tiny, prepared,
               Variant("trained", "saved_model", path="sm")]
     (export / "a.tflite").write_bytes(tflite.to_tflite(trained, "float"))
     (export / "b.tflite").write_bytes(tflite.to_tflite(trained, "dynamic"))
-    (export / "sm").mkdir()
+    # an untrained model as the SavedModel: a copied accuracy would show
+    untrained = builders.build_model("cnn", trained.input_shape[1:], 10, 99, **model_config.options(tiny.model))
+    saved_model.export_saved_model(untrained, export / "sm")
     write_manifest(export, listed, {"trained": work.summary(trained)})
     metrics = run(tiny.evaluate, prepared, trained_file, export, tmp_path / "out")
-    assert list(metrics["variants"]) == ["trained_keras_float", "trained_tflite_float", "trained_tflite_dynamic"]
+    assert list(metrics["variants"]) == ["trained_keras_float", "trained_tflite_float", "trained_tflite_dynamic",
+                                         "trained_saved_model_float"]
+    from train2infer.prepared import load_prepared, to_float
+
+    x, y = load_prepared(prepared, "test")
+    want = float(np.mean(np.argmax(untrained.predict(to_float(x), verbose=0), -1) == y))
+    assert metrics["variants"]["trained_saved_model_float"]["accuracy"] == pytest.approx(want, abs=1e-6)
+    assert want < metrics["variants"]["trained_keras_float"]["accuracy"] - 0.3
     v = metrics["variants"]
     assert v["trained_keras_float"]["speedup_p50"] == 1.0
     assert v["trained_tflite_float"]["accuracy"] == v["trained_keras_float"]["accuracy"]  # same function
@@ -165,6 +244,7 @@ def test_evaluate_run_measures_what_the_manifest_lists(tmp_path, tiny, prepared,
         v["trained_tflite_dynamic"]["accuracy"] - v["trained_tflite_float"]["accuracy"])
     assert v["trained_tflite_float"]["gflop"] == pytest.approx(2 * work.summary(trained)["macs"] / 1e9, rel=1e-4)
     bench = json.loads((tmp_path / "out" / "benchmark.json").read_text())
-    assert set(bench["runs"]) == {"1", "2"} and [x["name"] for x in bench["variants"]] == list(v)
+    assert set(bench["runs"]) == {"1", "2"} and [d["name"] for d in bench["variants"]] == list(v)
+    assert [d["runtime"] for d in bench["variants"]] == ["tensorflow", "litert", "litert", "tensorflow"]
     for name in ("tradeoff", "latency", "throughput"):
         assert json.loads((tmp_path / "out" / "plots" / f"{name}.json").read_text())

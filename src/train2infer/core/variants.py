@@ -2,7 +2,9 @@
 
 One naming rule: ``{source}_{format}_{precision}`` plus ``_sparse`` for weights stored in
 TFLite's sparse format, e.g. ``trained_keras_float`` (the baseline), ``shrunk_tflite_int8``.
-The precision vocabulary is the one of ``convert.quantization`` (plus ``float``):
+The format says what runs it (:data:`RUNTIME`): ``keras`` and ``saved_model`` TensorFlow,
+``tflite`` LiteRT, ``openvino`` OpenVINO (reading the float ``.tflite``). The precision
+vocabulary is the one of ``convert.quantization`` plus ``float`` and OpenVINO's ``bf16``:
 
 =========  ==========================================================================
 float      float32 weights and activations
@@ -10,6 +12,7 @@ dynamic    dynamic-range: int8 weights (tensors of >= 1,024 elements), float act
 float16    float16 weights, float32 compute
 int8       full integer: int8 weights and activations, calibrated on training images
 pqat       full integer after pruning-preserving quantization-aware training
+bf16       OpenVINO computing in bfloat16 (its default where the CPU has BF16 units)
 =========  ==========================================================================
 
 ``convert`` writes the :func:`write_manifest` file beside the exported models; evaluate,
@@ -26,9 +29,10 @@ from train2infer import Train2InferError
 from train2infer.core.publish import read_json, write_json
 
 SOURCES = ("trained", "shrunk", "pruned")
-FORMATS = ("keras", "tflite", "saved_model")
-PRECISIONS = ("float", "dynamic", "float16", "int8", "pqat")
-QUANTIZATIONS = PRECISIONS[1:]  # what convert.quantization may list
+FORMATS = ("keras", "tflite", "saved_model", "openvino")
+RUNTIME = {"keras": "tensorflow", "saved_model": "tensorflow", "tflite": "litert", "openvino": "openvino"}
+QUANTIZATIONS = ("dynamic", "float16", "int8", "pqat")  # what convert.quantization may list
+PRECISIONS = ("float", *QUANTIZATIONS, "bf16")
 INTEGER = ("dynamic", "int8", "pqat")  # computed with int8 kernels (the int8 peak applies)
 MANIFEST = "manifest.json"
 
@@ -61,6 +65,11 @@ class Variant:
     def name(self) -> str:
         """The one name of this variant (see the module docstring)."""
         return "_".join([self.source, self.format, self.precision] + (["sparse"] if self.sparse else []))
+
+    @property
+    def runtime(self) -> str:
+        """What runs it: ``tensorflow``, ``litert`` or ``openvino``."""
+        return RUNTIME[self.format]
 
     @property
     def integer(self) -> bool:

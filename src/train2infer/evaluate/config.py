@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from train2infer.core.params import listed, ranged
+from train2infer.core.params import ParamError, listed, ranged
+
+RUNTIMES = ("litert", "tensorflow", "openvino")
 
 
 @dataclass
@@ -13,6 +15,7 @@ class EvaluateConfig:
     """The measurement method (see :mod:`train2infer.evaluate.timing`)."""
 
     SECTION: ClassVar[str] = "evaluate"
+    runtimes: list[str] = listed("runtime", choice=RUNTIMES)
     threads: list[int] = listed("thread count", lo=0)  # 0 = all cores
     warmup_runs: int = ranged(1)
     min_runs: int = ranged(200)
@@ -22,3 +25,13 @@ class EvaluateConfig:
     batch_sizes: list[int] = listed("batch size", lo=1)
     throughput_seconds: float = ranged(0, lo_open=True)
     cv_threshold: float = ranged(0, 1, lo_open=True)
+
+    def check(self) -> None:
+        if len(set(self.runtimes)) != len(self.runtimes):
+            raise ParamError("runtimes", list(self.runtimes), "must not repeat a runtime")
+        if "openvino" in self.runtimes:
+            import importlib.util
+
+            if importlib.util.find_spec("openvino") is None:
+                raise ParamError("runtimes", list(self.runtimes), "lists openvino, which is not installed: "
+                                 "pip install -e '.[openvino]' (or drop it from evaluate.runtimes)")

@@ -18,11 +18,9 @@ from train2infer.prepared import load_meta, load_prepared, to_float
 
 
 def run(cfg, data: str | Path, baseline: str | Path, export: str | Path, out: Path) -> dict:
-    """Measure the baseline (``baseline``, a ``.keras`` file) and every TFLite variant of the
-    export manifest in ``export``, as ``cfg`` (the ``evaluate`` section) says.
-
-    SavedModel variants are listed in the manifest but not timed here (a TensorFlow runtime
-    for them is a separate issue).
+    """Measure the baseline (``baseline``, a ``.keras`` file) and every variant of the export
+    manifest in ``export`` that a runtime of ``cfg.runtimes`` runs (see :func:`select`), as
+    ``cfg`` (the ``evaluate`` section) says.
 
     Args:
         cfg: The ``evaluate`` section.
@@ -39,7 +37,7 @@ def run(cfg, data: str | Path, baseline: str | Path, export: str | Path, out: Pa
     exported, sources = read_manifest(export)
     if not Path(baseline).is_file():
         raise Train2InferError(f"model not found: {baseline}")
-    timed = [dataclasses.replace(BASELINE, path=str(baseline))] + [v for v in exported if v.format == "tflite"]
+    timed, left_out = select(dataclasses.replace(BASELINE, path=str(baseline)), exported, cfg.runtimes)
     threads = list(dict.fromkeys(t or os.cpu_count() or 1 for t in cfg.threads))
     x_test, y_test = load_prepared(data, "test")
     x = to_float(x_test)
@@ -50,7 +48,8 @@ def run(cfg, data: str | Path, baseline: str | Path, export: str | Path, out: Pa
     details = {
         "method": as_dict(cfg) | {"threads_resolved": threads},
         "machine": machine.describe(),
-        "variants": [v.to_dict() for v in timed],
+        "variants": [v.to_dict() | {"runtime": v.runtime} for v in timed],
+        "left_out": left_out,
         "runs": {str(t): r for t, r in runs.items()},
         "peaks": {str(t): p for t, p in peaks.items()},
         "memory": {n: v["memory"] for n, v in runs[threads[0]]["variants"].items()},
@@ -63,26 +62,45 @@ def run(cfg, data: str | Path, baseline: str | Path, export: str | Path, out: Pa
     return metrics
 
 
+def select(baseline: Variant, exported: list[Variant], runtimes: list[str]) -> tuple[list[Variant], dict]:
+    """What to time: the baseline, then per source its variants in manifest order that a listed
+    runtime runs (``litert``: every ``.tflite``; ``tensorflow``: every SavedModel;
+    ``openvino``: the dense float ``.tflite`` at each precision OpenVINO has on this CPU).
+
+    Returns:
+        The variants, and ``{what: why}`` for what a listed runtime was not given.
+    """
+    timed, left_out = [baseline], {}
+    ov = []
+    if "openvino" in runtimes:
+        from train2infer.evaluate.runtimes import openvino_precisions
+
+        ov = openvino_precisions()
+        if "bf16" not in ov:
+            left_out["openvino bf16"] = "this CPU has no BF16 units (OpenVINO's OPTIMIZATION_CAPABILITIES)"
+        left_out["openvino on quantized .tflite"] = (
+            "not timed: OpenVINO runs a dynamic-range .tflite as float (measured here: weights dequantized), so "
+            "the result would be labelled int8 without being int8; a real int8 path is OpenVINO's own quantization")
+    for v in exported:
+        if v.runtime in runtimes:
+            timed.append(v)
+        if v.format == "tflite" and v.precision == "float" and not v.sparse:
+            timed += [dataclasses.replace(v, format="openvino", precision=p) for p in ov]
+    return timed, left_out
+
+
 def predict_all(variants: list[Variant], x: np.ndarray) -> dict[str, np.ndarray]:
-    """Predicted class of every test image by every variant (batch 1 for TFLite)."""
-    from train2infer import litert
+    """Predicted class of every test image by every variant, each on its own runtime."""
+    from train2infer.evaluate.runtimes import predict
 
-    predicted = {}
-    for v in variants:
-        if v.format == "keras":
-            from train2infer.models.io import load_model
-
-            predicted[v.name] = np.argmax(load_model(v.path).predict(x, verbose=0), -1)
-        else:
-            predicted[v.name] = np.argmax(litert.predict(v.path, x), -1)
-    return predicted
+    return {v.name: np.argmax(predict(v, x), -1) for v in variants}
 
 
 def measure(variants: list[Variant], threads: list[int], x: np.ndarray, cfg) -> tuple[dict, dict]:
     """Latency (every thread count), throughput (the most threads) and GEMM peaks (the first)."""
     from train2infer.evaluate import peaks as P, worker
 
-    kinds = {v.name: (v.format, v.path) for v in variants}
+    kinds = {v.name: (v.format, v.path, v.precision) for v in variants}
     runs, peaks = {}, {}
     with tempfile.TemporaryDirectory(prefix="t2i-evaluate-") as tmp:
         np.save(Path(tmp) / "x.npy", x[:64])
@@ -109,7 +127,7 @@ def assemble(variants, sources, predicted, y, runs, peaks, threads) -> dict:
     rows = {}
     for v in variants:
         wide = widest["variants"][v.name]
-        sparsity = sources[v.source]["sparsity"] if v.format == "keras" else litert.sparsity(v.path)
+        sparsity = litert.sparsity(v.path) if v.format == "tflite" else sources[v.source]["sparsity"]
         rows[v.name] = M.variant_row(
             float(np.mean(predicted[v.name] == y)), primary["variants"][v.name]["latency"],
             M.size_bytes(v.path), M.gzip_bytes(v.path), sparsity, lat_all_cores=wide["latency"],

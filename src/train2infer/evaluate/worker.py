@@ -13,7 +13,7 @@ reads each worker's memory, then sweeps batch sizes for throughput.
 
 Worker protocol (JSON lines on stdin/stdout)::
 
-    python -m train2infer.evaluate.worker KIND PATH THREADS INPUT.npy WARMUP
+    python -m train2infer.evaluate.worker FORMAT PATH THREADS INPUT.npy WARMUP [PRECISION]
     -> {"ready": true}
     {"op": "latency", "runs": N, "warmup": W} -> {"samples_ms": [...]} (W untimed calls first)
     {"op": "memory"}                      -> {"runtime_rss_bytes", "peak_rss_bytes", ...}
@@ -31,87 +31,23 @@ import os
 import subprocess
 import sys
 import time
-from typing import Callable
 
 
-def _rss() -> tuple[int, int]:
-    """Current and peak resident set size of this process in bytes (Linux /proc)."""
-    cur = peak = 0
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                cur = int(line.split()[1]) * 1024
-            elif line.startswith("VmHWM:"):
-                peak = int(line.split()[1]) * 1024
-    return cur, peak
-
-
-def _tflite_runner(path: str, threads: int):
-    """``make(x) -> call`` for a LiteRT model (the one runner of :mod:`train2infer.litert`,
-    with the resident memory growth of loading and allocating); no TensorFlow."""
-    from train2infer import litert
-
-    def make(x):
-        rss0 = _rss()[0]
-        interp = litert.Interpreter(model_path=path, num_threads=threads)
-        rss1 = _rss()[0]
-        call = litert.runner(interp, x)  # resizes and allocates; int8 inputs quantized here, not timed
-        rss2 = _rss()[0]
-        call.interp = interp
-        call.load_rss_bytes = rss1 - rss0  # model file and interpreter
-        call.allocate_rss_bytes = rss2 - rss1  # tensor arena (and the delegate's packed weights)
-        return call
-
-    return make
-
-
-def set_tf_threads(num_threads: int) -> None:
-    """Fix TensorFlow's thread pools (call before TensorFlow runs any op).
-
-    Raises:
-        RuntimeError: If TensorFlow's runtime is already initialised.
-    """
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(num_threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-
-
-def keras_call(model, x1) -> Callable[[], object]:
-    """One inference of a Keras model on ``x1`` through ``tf.function`` (the baseline path)."""
-    import tensorflow as tf
-
-    fn = tf.function(lambda t: model(t, training=False), reduce_retracing=True)
-    t = tf.constant(x1, dtype=tf.float32)
-    return lambda: fn(t).numpy()
-
-
-def worker(kind: str, path: str, threads: int, input_path: str, warmup: int) -> None:
+def worker(kind: str, path: str, threads: int, input_path: str, warmup: int, precision: str = "float") -> None:
     """Serve measurement requests for one variant (see the module docstring)."""
     import numpy as np
 
     from train2infer import litert
-    from train2infer.evaluate import timing
+    from train2infer.evaluate import runtimes, timing
 
     out = sys.stdout
     sys.stdout = sys.stderr  # nothing but protocol lines on the real stdout
     cpus = sorted(os.sched_getaffinity(0))
     if threads < len(cpus):  # pin to the last cores: no migration, away from the parent on core 0
         os.sched_setaffinity(0, set(cpus[-threads:]))
-    if kind == "keras":
-        set_tf_threads(threads)
-        from train2infer.models.io import load_model
-
-        runtime_rss = _rss()[0]
-        model = load_model(path)
-
-        def make(x):
-            return keras_call(model, x)
-    elif kind == "tflite":
-        make = _tflite_runner(path, threads)
-        runtime_rss = _rss()[0]
-    else:
-        raise SystemExit(f"unknown kind {kind!r}")
+    runtimes.load_runtime(kind, threads)
+    runtime_rss = runtimes.rss()[0]  # the runtime alone, before the model
+    make = runtimes.runner(kind, path, threads, precision)
     x = np.load(input_path)
     call = make(x[:1])
     for _ in range(warmup):
@@ -130,7 +66,7 @@ def worker(kind: str, path: str, threads: int, input_path: str, warmup: int) -> 
                 call()
             reply({"samples_ms": timing.timed_block(call, int(req["runs"]))})
         elif op == "memory":
-            cur, peak = _rss()
+            cur, peak = runtimes.rss()
             mem = {"runtime_rss_bytes": runtime_rss, "rss_bytes": cur, "peak_rss_bytes": peak}
             if kind == "tflite":
                 mem["activation_bytes"] = litert.activation_bytes(call.interp)
@@ -149,10 +85,12 @@ def worker(kind: str, path: str, threads: int, input_path: str, warmup: int) -> 
 class Worker:
     """A variant's measurement process, seen from the parent."""
 
-    def __init__(self, name: str, kind: str, path: str, threads: int, input_path: str, warmup: int):
+    def __init__(self, name: str, kind: str, path: str, threads: int, input_path: str, warmup: int,
+                 precision: str = "float"):
         self.name = name
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "train2infer.evaluate.worker", kind, str(path), str(threads), str(input_path), str(warmup)],
+            [sys.executable, "-m", "train2infer.evaluate.worker", kind, str(path), str(threads), str(input_path),
+             str(warmup), precision],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         self._expect("ready")
@@ -200,7 +138,8 @@ def measure_variants(
     """Measure every variant in its own process at one thread count.
 
     Args:
-        variants: Name -> (``keras`` or ``tflite``, model path).
+        variants: Name -> (format, model path[, precision]): see
+            :func:`train2infer.evaluate.runtimes.runner`.
         threads: Thread count for every runtime.
         input_path: ``.npy`` of float32 test images (batch-1 calls use the first).
         warmup_runs: Untimed calls in each worker before the first round.
@@ -222,8 +161,8 @@ def measure_variants(
 
     workers = {}
     try:
-        for name, (kind, path) in variants.items():
-            workers[name] = Worker(name, kind, path, threads, input_path, warmup_runs)
+        for name, (kind, path, *precision) in variants.items():
+            workers[name] = Worker(name, kind, path, threads, input_path, warmup_runs, *precision)
         names = list(workers)
 
         def block(name: str) -> list[float]:
@@ -252,5 +191,5 @@ def _after_rounds(w: Worker, samples: list[float], batch_sizes: list[int], secon
 
 
 if __name__ == "__main__":
-    kind, path, threads, input_path, warmup = sys.argv[1:6]
-    worker(kind, path, int(threads), input_path, int(warmup))
+    kind, path, threads, input_path, warmup, *precision = sys.argv[1:]
+    worker(kind, path, int(threads), input_path, int(warmup), *precision)

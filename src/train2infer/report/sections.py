@@ -52,6 +52,7 @@ def markdown(r: dict, plotted: dict, figures: str) -> str:
     """
     out = summary(r["metrics"], r["benchmark"], r["prepare"]) + method(r["benchmark"]["method"])
     out += tradeoffs(r["metrics"], r["benchmark"], plotted, figures) + work(r["metrics"], figures)
+    out += runtimes(r["metrics"], r["benchmark"])
     out += memory(r["benchmark"]["memory"]) + ["## Size", "", f"![Sizes]({figures}/sizes.png)", ""]
     out += pruning(r["shrink"], r["channels"], r["prune"], figures) + fusion(r["convert"])
     out += xnnpack_markdown(r["metrics"], r["convert"], r["benchmark"])
@@ -97,7 +98,8 @@ def method(meth: dict) -> list[str]:
         f"{meth['throughput_seconds']} s per batch size ({', '.join(str(b) for b in meth['batch_sizes'])}). "
         "Work: multiply-adds of Conv2D / DepthwiseConv2D / Dense layers counted from the Keras model "
         "(FLOPs = 2 x MACs; `gflop_effective` skips zero weights). Peak: the best p50 rate of 1x1 and 3x3 "
-        "convolution GEMMs on the same runtime and threads. Memory: the peak resident set of each "
+        "convolution GEMMs on LiteRT at the same thread count, float32 or int8 as the variant computes (used as "
+        "this machine's peak for every runtime). Memory: the peak resident set of each "
         "variant's own process after its latency rounds.", "",
     ]
 
@@ -120,6 +122,31 @@ def tradeoffs(metrics: dict, bench: dict, plotted: dict, figures: str) -> list[s
         out.append(f"| {n} | {cells} | {sat} |")
     return out + ["", "Images/s with all cores; a variant saturates at the smallest batch within 5 % of its best "
                   "(and not while the last step of the sweep still gains more than 5 %).", ""]
+
+
+RUNTIME_NAMES = {"tensorflow": "TensorFlow", "litert": "LiteRT (XNNPACK)", "openvino": "OpenVINO"}
+
+
+def runtimes(metrics: dict, bench: dict) -> list[str]:
+    """Every model on every runtime, fastest first, and which runtime wins per model."""
+    v = metrics["variants"]
+    info = {d["name"]: d for d in bench["variants"]}
+    out = ["## Runtimes", "",
+           "Each model (source) on every runtime it was given to, in the same interleaved session, fastest first. "
+           "Precision `float` is float32 everywhere (OpenVINO's precision hint is set explicitly: its default on a "
+           "BF16-capable CPU is bf16).", "",
+           "| model | variant | runtime | precision | p50 ms | speedup p50 | accuracy |", "|---|---|---|---|---:|---:|---:|"]
+    verdicts = []
+    for source in dict.fromkeys(d["source"] for d in info.values()):
+        names = sorted((n for n, d in info.items() if d["source"] == source), key=lambda n: v[n]["latency_p50_ms"])
+        out += [f"| {source} | `{n}` | {RUNTIME_NAMES[info[n]['runtime']]} | {info[n]['precision']} | "
+                f"{v[n]['latency_p50_ms']:.3f} | {v[n]['speedup_p50']:.2f}x | {v[n]['accuracy']:.4f} |" for n in names]
+        floats = [n for n in names if info[n]["precision"] == "float" and not info[n]["sparse"]]
+        verdicts.append(f"`{source}`: fastest `{names[0]}` ({RUNTIME_NAMES[info[names[0]]['runtime']]})"
+                        + (f"; at float32 `{floats[0]}` ({RUNTIME_NAMES[info[floats[0]]['runtime']]})" if floats else ""))
+    out += ["", "Fastest runtime per model: " + "; ".join(verdicts) + "."]
+    out += [f"Left out: {what}: {why}." for what, why in bench.get("left_out", {}).items()]
+    return out + [""]
 
 
 def work(metrics: dict, figures: str) -> list[str]:
