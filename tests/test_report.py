@@ -50,7 +50,7 @@ def check_report(reports, metrics: dict) -> None:
     assert set(table) == set(metrics["variants"])
     for name, row in metrics["variants"].items():
         for title, key, fmt in sections.SUMMARY_COLUMNS:
-            assert table[name][title] == fmt.format(row[key]), (name, title)
+            assert table[name][title] == ("n/a" if row[key] is None else fmt.format(row[key])), (name, title)
     for png in re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text):
         path = folder / png
         img = np.asarray(Image.open(path).convert("L"))
@@ -78,3 +78,17 @@ def test_a_missing_input_report_is_named(tmp_path):
 
     with pytest.raises(Train2InferError, match="evaluate metrics not found.*evaluate/metrics.json"):
         run(tmp_path, tmp_path / "out")
+
+
+def test_a_variant_without_a_matching_peak_shows_na_not_a_ratio():
+    """bf16 has no measured peak: its share of the float32 peak would be a wrong number (> 100 %)."""
+    from train2infer.evaluate import metrics as M
+
+    lat = {"p50_ms": 1.0, "p90_ms": 1.1, "p99_ms": 1.2}
+    rows = {"base": M.variant_row(0.9, lat, 10, 5, 0.0, work={"macs": 5e8, "macs_nonzero": 5e8}, peak_gflops=2000.0),
+            "bf": M.variant_row(0.9, lat, 10, 5, 0.0, work={"macs": 5e8, "macs_nonzero": 5e8}, peak_gflops=None)}
+    assert rows["base"]["peak_fraction"] == 0.5 and rows["bf"]["peak_fraction"] is None
+    metrics = M.build_metrics("base", rows, {})
+    table = parse_summary_table(sections.markdown_table(metrics, sections.SUMMARY_COLUMNS))
+    assert table["bf"]["% of peak"] == "n/a" and table["base"]["% of peak"] == "50%"
+    assert any("n/a: no bf16 peak measured" in line for line in sections.work(metrics, "."))

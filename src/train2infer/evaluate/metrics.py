@@ -61,7 +61,8 @@ def variant_row(
             as 0) when still growing at the largest batch of the sweep.
         work: The source model's multiply-adds, dense (``macs``) and on non-zero weights
             (``macs_nonzero``), as the export manifest records them.
-        peak_gflops: The matching matmul peak (float32 or int8) at the primary threads.
+        peak_gflops: The matching matmul peak (float32 or int8) at the primary threads; None
+            where none was measured (bf16), and then ``peak_fraction`` is None too.
         peak_rss_bytes: Peak resident memory of the variant's own inference process.
     """
     gflop = 2 * (work or {}).get("macs", 0) / 1e9
@@ -84,7 +85,7 @@ def variant_row(
         "gflop": round(gflop, 6),
         "gflop_effective": round(gflop_eff, 6),
         "gflops_achieved": round(achieved, 3),
-        "peak_fraction": round(achieved / peak_gflops, 4) if peak_gflops else 0.0,
+        "peak_fraction": round(achieved / peak_gflops, 4) if peak_gflops else None,  # None: no matching peak
         "peak_rss_mb": round(peak_rss_bytes / 2**20, 1),
     }
 
@@ -112,6 +113,11 @@ def build_metrics(baseline: str, rows: dict[str, dict], float_twin: dict[str, st
         r["accuracy_vs_float"] = round(row["accuracy"] - ref["accuracy"], 6)
         variants[name] = {k: r[k] for k in METRIC_KEYS}
     return {"baseline": baseline, "variants": variants}
+
+
+def percent(fraction: float | None) -> str:
+    """``0.42`` -> ``42%``; None (nothing to compare with) -> ``n/a``."""
+    return "n/a" if fraction is None else f"{fraction:.0%}"
 
 
 def tradeoff_points(metrics: dict) -> list[dict]:

@@ -133,7 +133,7 @@ def assemble(variants, sources, predicted, y, runs, peaks, threads) -> dict:
             M.size_bytes(v.path), M.gzip_bytes(v.path), sparsity, lat_all_cores=wide["latency"],
             throughput={int(b): ips for b, ips in wide["throughput"].items()},
             saturation_batch=wide["saturation_batch"], work=sources[v.source],
-            peak_gflops=peaks[threads[0]]["int8" if v.integer else "float32"]["gflops"],
+            peak_gflops=None if v.precision == "bf16" else peaks[threads[0]]["int8" if v.integer else "float32"]["gflops"],
             peak_rss_bytes=primary["variants"][v.name]["memory"]["peak_rss_bytes"])
     metrics = M.build_metrics(BASELINE.name, rows, {v.name: v.float_twin for v in variants})
     metrics["headline"] = M.headline(metrics)
@@ -164,7 +164,7 @@ def describe(metrics: dict) -> list[str]:
     """The stage's closing lines."""
     v = metrics["variants"]
     lines = [f"evaluate: {n:26s} p50 {r['latency_p50_ms']:.3f} ms  accuracy {r['accuracy']:.4f}  "
-             f"{r['gflops_achieved']:.0f} GFLOP/s ({100 * r['peak_fraction']:.0f}% of peak)" for n, r in v.items()]
+             f"{r['gflops_achieved']:.0f} GFLOP/s ({M.percent(r['peak_fraction'])} of peak)" for n, r in v.items()]
     others = [n for n in v if n != metrics["baseline"]]
     best = max(others, key=lambda n: v[n]["speedup_p50"])
     small = max(others, key=lambda n: v[n]["gzip_ratio"])

@@ -20,7 +20,7 @@ def markdown_table(metrics: dict, columns=TABLE_COLUMNS) -> str:
     head = "| variant | " + " | ".join(title for title, _, _ in columns) + " |"
     rule = "|---" * (len(columns) + 1) + "|"
     rows = [
-        f"| {name} | " + " | ".join(fmt.format(v[key]) for _, key, fmt in columns) + " |"
+        f"| {name} | " + " | ".join("n/a" if v[key] is None else fmt.format(v[key]) for _, key, fmt in columns) + " |"
         for name, v in metrics["variants"].items()
     ]
     return "\n".join([head, rule, *rows])
@@ -36,7 +36,7 @@ SUMMARY_COLUMNS = (
     ("gzip B", "gzip_bytes", "{:,}"),
     ("sparsity", "sparsity", "{:.3f}"),
     ("GFLOP", "gflop", "{:.4f}"),
-    ("% of peak", "peak_fraction", "{:.0%}"),
+    ("% of peak", "peak_fraction", "{:.0%}"),  # n/a where no matching peak was measured (bf16)
     ("speedup p50", "speedup_p50", "{:.2f}x"),
     ("gzip ratio", "gzip_ratio", "{:.2f}x"),
 )
@@ -155,9 +155,11 @@ def work(metrics: dict, figures: str) -> list[str]:
            "| variant | GFLOP dense | GFLOP effective | achieved GFLOP/s | % of peak | limited by |",
            "|---|---|---|---|---|---|"]
     for n, r in metrics["variants"].items():
-        bound = "work (near the GEMM peak)" if r["peak_fraction"] >= 0.5 else "overhead (far below the peak)"
+        share = r["peak_fraction"]
+        bound = ("n/a: no bf16 peak measured" if share is None else
+                 "work (near the GEMM peak)" if share >= 0.5 else "overhead (far below the peak)")
         out.append(f"| {n} | {r['gflop']:.4f} | {r['gflop_effective']:.4f} | {r['gflops_achieved']:.1f} | "
-                   f"{r['peak_fraction']:.0%} | {bound} |")
+                   f"{'n/a' if share is None else f'{share:.0%}'} | {bound} |")
     return out + [""]
 
 
