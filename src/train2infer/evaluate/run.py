@@ -79,8 +79,9 @@ def select(baseline: Variant, exported: list[Variant], runtimes: list[str]) -> t
         if "bf16" not in ov:
             left_out["openvino bf16"] = "this CPU has no BF16 units (OpenVINO's OPTIMIZATION_CAPABILITIES)"
         left_out["openvino on quantized .tflite"] = (
-            "not timed: OpenVINO runs a dynamic-range .tflite as float (measured here: weights dequantized), so "
-            "the result would be labelled int8 without being int8; a real int8 path is OpenVINO's own quantization")
+            "not timed: OpenVINO runs a dynamic-range .tflite as float (measured on this machine when issue #15 was "
+            "filed: as slow as the float model), so the result would be labelled int8 without being int8; a real int8 "
+            "path is OpenVINO's own quantization")
     for v in exported:
         if v.runtime in runtimes:
             timed.append(v)
