@@ -56,13 +56,15 @@ def runner(interp: Interpreter, x: np.ndarray) -> Callable[[], np.ndarray]:
     The one way every part of the project runs a TFLite model (the measurement worker, the
     accuracy pass, the tests). ``x`` is float32; a model with integer input gets it
     quantized here, once, outside the timed call. If ``x`` has another batch size than
-    the model's input, the input is resized (the offline, batched scenario).
+    the model's input, the input is resized (the offline, batched scenario) and the tensors
+    re-allocated; otherwise the interpreter must have them allocated already (as
+    :func:`interpreter` does).
     """
     detail = interp.get_input_details()[0]
     if tuple(detail["shape"]) != tuple(x.shape):
         interp.resize_tensor_input(detail["index"], list(x.shape))
-    interp.allocate_tensors()
-    detail = interp.get_input_details()[0]
+        interp.allocate_tensors()
+        detail = interp.get_input_details()[0]
     inp, out = detail["index"], interp.get_output_details()[0]["index"]
     xq = to_input(x, detail)
 

@@ -70,7 +70,7 @@ def plan(source: str, cfg) -> list[Variant]:
 
 def export_source(name: str, model, out: Path, ctx: dict) -> tuple[dict, list[Variant]]:
     """Fold-check, SavedModel-export and TFLite-convert one source model."""
-    from train2infer.convert import saved_model, tflite
+    from train2infer.convert import saved_model
     from train2infer.models import graph
 
     cfg, x_check = ctx["cfg"], ctx["x_check"]
@@ -79,7 +79,7 @@ def export_source(name: str, model, out: Path, ctx: dict) -> tuple[dict, list[Va
     fold = fold_check(name, model, folded, x_check, reference, cfg.fold_atol)
     sm = Variant(name, "saved_model", path=f"{name}_saved_model")
     saved_model.export_saved_model(folded, out / sm.path)  # BN folded: Grappler fuses more
-    entry = {"keras_layers": len(tflite.keras_layers(model)), "keras_fold": fold,
+    entry = {"keras_layers": fold["layers_before"], "keras_fold": fold,
              "saved_model_graph": saved_model.graph_optimization(out / sm.path), "tflite": {}}
     exported = plan(name, cfg)
     for v in exported:
