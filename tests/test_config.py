@@ -34,7 +34,8 @@ def test_every_option_of_every_group_validates_and_mirrors_its_schema():
         if not group.is_dir():
             continue
         for option in sorted(group.glob("*.yaml")):
-            tree = compose([f"{group.name}={option.stem}"])
+            existing = [f"model.path={ROOT / 'pyproject.toml'}"] if option.stem == "file" else []  # must exist
+            tree = compose([f"{group.name}={option.stem}", *existing])
             obj = config.section(tree, group.name)
             assert set(tree[group.name].keys()) == set(P.as_dict(obj)), option
 
@@ -66,11 +67,12 @@ def test_a_key_deleted_from_yaml_is_an_error():
         ("prepare.name=imagenet", "prepare.name='imagenet' is not one of: digits, folder, shapes, keras"),
         ("prepare.channels=2", "prepare.channels=2 is not one of: 1, 3"),
         ("prepare.test_fraction=0.9", "prepare.test_fraction=0.9 plus prepare.val_fraction must be < 1"),
-        ("model.name=resnet", "model.name='resnet' is not one of: cnn, mobilenet"),
+        ("model.name=resnet", "model.name='resnet' is not one of: cnn, mobilenet, application, file"),
         ("model.dropout=1.0", "model.dropout=1.0 must be < 1"),
         ("model.filters=[]", "model.filters=[] must list at least one stage width"),
         ("model.filters=[8,0]", "model.filters[1]=0 must be >= 1"),
-        ("train.epochs=0", "train.epochs=0 must be >= 1"),
+        ("train.epochs=-1", "train.epochs=-1 must be >= 0"),
+        ("train.patience=-1", "train.patience=-1 must be >= 0"),
         ("train.jit_compile=true", "train.jit_compile=True needs train.deterministic=false"),
         ("train.strategy=tpu", "train.strategy='tpu' is not one of: auto, default, mirrored, multi_worker"),
         ("shrink.keep=0", "shrink.keep=0.0 must be > 0"),
@@ -80,13 +82,14 @@ def test_a_key_deleted_from_yaml_is_an_error():
         ("evaluate.batch_sizes=[]", "evaluate.batch_sizes=[] must list at least one batch size"),
         ("convert.quantization=[int4]", "convert.quantization[0]='int4' is not one of: dynamic, float16, int8, pqat"),
         ("convert.quantization=[int8,int8]", "convert.quantization=['int8', 'int8'] must not repeat a mode"),
-        ("convert.int8_io=true", "convert.int8_io=True needs int8 or pqat in convert.quantization"),
+        ("convert.int8_io=true convert.quantization=[dynamic]",
+         "convert.int8_io=True needs int8 or pqat in convert.quantization"),
         ("+prepare.colour=red", "prepare.colour"),
         ("train.epochs=many", "train.epochs"),
     ],
 )
 def test_bad_parameter_is_named(override, message):
-    tree = compose([override])
+    tree = compose(override.split(" "))  # several overrides: space-separated
     section = override.lstrip("+").split(".")[0]
     if message is None:  # a valid combination
         config.section(tree, section)
@@ -95,6 +98,32 @@ def test_bad_parameter_is_named(override, message):
         config.section(tree, section)
     assert str(err.value).startswith(f"params: {message}") or message in str(err.value), str(err.value)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["model=application", "prepare.image_size=16"],
+         "params: model.name='application' needs prepare.image_size >= 32 (MobileNetV2 downsamples that much); got 16"),
+        (["model.filters=[8,8,8,8,8,8]", "prepare.image_size=32"],
+         "params: model.name='cnn' needs prepare.image_size >= 64"),
+        (["model=application", "model.arch=ResNet50", "model.alpha=0.5"],
+         "params: model.alpha=0.5 is not an option of ResNet50"),
+        (["model=application", "model.weights=w.h5"], "params: model.weights='w.h5' must also be model.path"),
+        (["model=application", "model.weights=pyproject.toml", "model.path=pyproject.toml", "prepare.channels=1"],
+         "params: model.weights='pyproject.toml' are for RGB images; prepare.channels is 1"),
+        (["model=application", "model.weights=nowhere.h5", "model.path=nowhere.h5"],
+         "params: model.weights='nowhere.h5' is not a file"),
+        (["train.epochs=0"], "params: train.epochs=0 would pass on untrained weights: model=cnn"),
+        (["model=file", "model.path=nowhere/mine.keras"], "params: model.path='nowhere/mine.keras' does not exist"),
+    ],
+)
+def test_combinations_the_model_cannot_take_are_named(overrides, message, monkeypatch):
+    """Rules between model and the other sections fail whole-file validation, before any work."""
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(P.ParamError) as err:
+        config.from_tree(compose(overrides))
+    assert str(err.value).startswith(message), str(err.value)
 
 
 def test_library_errors_are_qualified_by_the_entry_point():

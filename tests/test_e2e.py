@@ -13,9 +13,10 @@ from helpers import ROOT, TINY, dvc, git, make_project
 from test_report import check_report
 from train2infer.evaluate.metrics import METRIC_KEYS
 
-VARIANTS = ("trained_keras_float", "trained_tflite_float", "trained_tflite_dynamic", "trained_saved_model_float",
-            "shrunk_tflite_float", "shrunk_tflite_dynamic", "shrunk_saved_model_float",
-            "pruned_tflite_float", "pruned_tflite_dynamic", "pruned_saved_model_float")
+VARIANTS = ("trained_keras_float", "trained_tflite_float", "trained_tflite_dynamic", "trained_tflite_int8",
+            "trained_saved_model_float", "shrunk_tflite_float", "shrunk_tflite_dynamic", "shrunk_tflite_int8",
+            "shrunk_saved_model_float", "pruned_tflite_float", "pruned_tflite_dynamic", "pruned_tflite_int8",
+            "pruned_saved_model_float")
 STAGES = ["prepare", "train", "shrink", "prune", "convert", "evaluate", "report"]
 
 
@@ -64,7 +65,8 @@ def test_repro_runs_every_stage_and_writes_every_output(repo):
     train = json.loads((dst / "reports" / "train" / "metrics.json").read_text())
     assert train["step"] == 2  # epochs=3 -> steps 0..2
     sparsity = json.loads((dst / "reports" / "prune" / "sparsity.json").read_text())
-    assert all(abs(r["sparsity"] - 0.8) <= 0.01 for r in sparsity)
+    assert all(abs(r["sparsity"] - 0.8) <= 0.01 for r in sparsity["pruned"])
+    assert sparsity["not_pruned"] == []  # the CNN: every kernel layer is pruned
     summary = json.loads((dst / "reports" / "convert" / "summary.json").read_text())
     assert summary["trained"]["tflite"]["trained_tflite_float"]["ops"] < summary["trained"]["keras_layers"]
     assert summary["trained"]["tflite"]["trained_tflite_float"]["max_abs_diff"] <= 1e-4

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from train2infer.models import builders, graph, work
 from train2infer.prepared import to_float
@@ -70,3 +71,129 @@ def test_multiply_adds_are_counted_per_layer_by_hand():
     zeros = 10 / sum(w.size for w in (m.get_layer(n).get_weights()[0] for n in ("s0c0_conv", "hidden", "logits")))
     assert work.overall_sparsity(m) == zeros
     assert work.summary(m)["macs_nonzero"] == round(work.total_macs(work.layer_macs(m), nonzero=True))
+
+
+def _saved(tmp_path, model, name="m.keras"):
+    model.save(tmp_path / name)
+    return tmp_path / name
+
+
+@pytest.mark.parametrize("case, message", [
+    ("corrupt", "cannot load model"),
+    ("two_outputs", "has 1 inputs and 2 outputs; the pipeline takes one image input and one logits output"),
+    ("classes", "outputs shape (7,) per image, the data has 10 classes"),
+    ("nested", "layer 'inner' is a nested model; save a flat functional model"),
+    ("missing", "model not found"),
+])
+def test_a_users_model_that_does_not_fit_is_one_line(tmp_path, case, message):
+    import tf_keras as keras
+
+    from train2infer import Train2InferError
+    from train2infer.models import io
+
+    L = keras.layers
+    x = keras.Input((16, 16, 1))
+    flat = L.Flatten()(x)
+    if case == "corrupt":
+        path = tmp_path / "m.keras"
+        path.write_bytes(b"PK\x03\x04 not a model")
+    elif case == "two_outputs":
+        path = _saved(tmp_path, keras.Model(x, [L.Dense(10)(flat), L.Dense(10)(flat)]))
+    elif case == "classes":
+        path = _saved(tmp_path, keras.Model(x, L.Dense(7)(flat)))
+    elif case == "nested":
+        inner = keras.Model(x, L.Conv2D(4, 3)(x), name="inner")
+        y = keras.Input((16, 16, 1))
+        path = _saved(tmp_path, keras.Model(y, L.Dense(10)(L.Flatten()(inner(y)))))
+    else:
+        path = tmp_path / "gone.keras"
+    with pytest.raises(Train2InferError) as err:
+        io.load_user_model(path, (16, 16, 1), 10)
+    assert message in str(err.value) and str(path.name) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_users_sequential_model_with_free_size_and_softmax_becomes_a_logits_graph(tmp_path):
+    """Sequential -> functional, (None, None, 1) input fixed to the data's, softmax removed:
+    same argmax, and logits that softmax back to the user's probabilities."""
+    import tf_keras as keras
+
+    from train2infer.models import io
+
+    L = keras.layers
+    seq = keras.Sequential([keras.Input((None, None, 1)), L.Conv2D(4, 3), L.GlobalAveragePooling2D(), L.Dense(10),
+                            L.Softmax()])
+    model, notes = io.load_user_model(_saved(tmp_path, seq), (16, 16, 1), 10)
+    assert model.input_shape == (None, 16, 16, 1) and len(notes) == 2
+    x = np.random.default_rng(0).random((4, 16, 16, 1)).astype("float32")
+    np.testing.assert_allclose(keras.activations.softmax(model(x)).numpy(), seq(x).numpy(), atol=1e-6)
+
+
+def _random_batchnorm(model, seed=1):
+    """BatchNorm statistics far from the identity, so a wrong fold shows."""
+    import tf_keras as keras
+
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape) if i in (0, 3) else rng.normal(0, 0.3, w.shape)
+                               for i, w in enumerate(layer.get_weights())])
+    return model
+
+
+def _check_fold_and_count(model, x):
+    """BatchNorm folding is exact in float64; every layer's multiply-adds equal TensorFlow's own
+    op statistics within 2 % (the issue's bar; they agree exactly where both count the same ops)."""
+    m64 = graph.to_float64(model)
+    folded = graph.fold_batchnorm(m64)
+    assert len(folded.layers) < len(m64.layers)
+    diff = np.max(np.abs(folded(x.astype("float64")).numpy() - m64(x.astype("float64")).numpy()))
+    assert diff < 1e-10, diff
+    ours = {r["layer"]: r["macs"] for r in work.layer_macs(model)}
+    traced = work.traced_macs(model)
+    assert set(traced) == set(ours), sorted(set(traced) ^ set(ours))[:5]
+    for name, macs in ours.items():
+        assert macs == pytest.approx(traced[name], rel=0.02), name
+
+
+def test_fold_and_counts_on_every_kind_of_arithmetic_layer():
+    """A functional model with a residual Add, Subtract, Multiply, Average, Maximum, a
+    concatenation, separable and transposed convolutions, swish and x + 3. (Grouped
+    convolutions run in an XLA call on CPU, which TensorFlow's statistics cannot see into.)"""
+    import tf_keras as keras
+
+    L = keras.layers
+    x0 = keras.Input((12, 12, 3))
+    a = L.BatchNormalization()(L.Conv2D(8, 3, padding="same", use_bias=False)(x0))
+    b = L.ReLU()(L.BatchNormalization()(L.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(x0)))
+    b = L.Conv2D(8, 1)(b)
+    x = L.Add()([a, b])
+    x = L.Concatenate()([L.Subtract()([x, a]), L.Multiply()([x, b]), L.Average()([a, b, x])])
+    x = L.Maximum()([L.SeparableConv2D(8, 3, padding="same")(x), L.Activation("swish")(a)])
+    x = L.Dense(5)(L.GlobalAveragePooling2D()(x + 3.0))
+    model = _random_batchnorm(keras.Model(x0, x))
+    kinds = {r["type"] for r in work.layer_macs(model)}
+    assert {"Add", "Subtract", "Multiply", "Average", "Maximum", "SeparableConv2D", "TFOpLambda",
+            "Activation"} <= kinds
+    _check_fold_and_count(model, np.random.default_rng(0).random((3, 12, 12, 3)))
+
+
+def test_a_transposed_convolution_counts_as_the_convolution_it_transposes():
+    """Conv2DTranspose's output shape is dynamic in TensorFlow's graph (no statistic); its work
+    equals that of the strided Conv2D whose gradient it is, which TensorFlow does count."""
+    import tf_keras as keras
+
+    x = keras.Input((6, 5, 3))
+    up = keras.Model(x, keras.layers.Conv2DTranspose(4, 3, strides=2, padding="same")(x))
+    y = keras.Input((12, 10, 4))
+    down = keras.Model(y, keras.layers.Conv2D(3, 3, strides=2, padding="same")(y))
+    assert work.layer_macs(up)[0]["macs"] == sum(work.traced_macs(down).values()) == 6 * 5 * 3 * 9 * 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["MobileNetV2", "MobileNetV3Small", "MobileNetV3Large", "ResNet50",
+                                  "EfficientNetB0", "DenseNet121"])
+def test_fold_and_counts_on_every_listed_architecture(arch):
+    from train2infer.models.config import ARCHS
+
+    model = builders.build_application((32, 32, 3), 5, arch=arch, alpha=0.35 if ARCHS[arch] else 1.0)
+    _check_fold_and_count(_random_batchnorm(model), np.random.default_rng(0).random((2, 32, 32, 3)))

@@ -137,6 +137,20 @@ def test_include_exclude_and_policy_choose_the_wrapped_layers():
     assert wrapped(mobile, policy="xnnpack") == ["s0b0_pw", "s1b0_pw"]  # only the 1x1 convolutions
 
 
+def test_layers_left_dense_are_listed_with_the_reason():
+    """Depthwise kernels (TF-MOT prunes none), excluded layers and the policy's choice are listed;
+    BatchNorm is not (it has weights, but nothing to prune)."""
+    schedule = tfmot.make_schedule("constant_sparsity", 0.5, 0.5, 0, 10, 1)
+    mobile = builders.build_mobilenet((16, 16, 3), 4, stem_filters=8, filters=(8, 16), blocks_per_stage=1)
+    wrapped = tfmot.wrap(io.clone(mobile), schedule, exclude=["logits"])
+    assert tfmot.not_pruned(mobile, wrapped, exclude=["logits"]) == {
+        "s0b0_dw": "TF-MOT prunes no weights of DepthwiseConv2D",
+        "s1b0_dw": "TF-MOT prunes no weights of DepthwiseConv2D",
+        "logits": "left out by prune.include / prune.exclude"}
+    wrapped = tfmot.wrap(io.clone(mobile), schedule, policy="xnnpack")
+    assert tfmot.not_pruned(mobile, wrapped)["stem_conv"] == "not chosen by the pattern or policy, or TF-MOT cannot wrap it"
+
+
 @pytest.mark.slow
 def test_prune_run_meets_its_target_and_writes_its_reports(tmp_path, tiny, prepared, trained_file):
     import json
@@ -153,4 +167,4 @@ def test_prune_run_meets_its_target_and_writes_its_reports(tmp_path, tiny, prepa
     assert np.isclose(summary["sparsity"], work.overall_sparsity(pruned))
     assert summary["macs_nonzero"] < 0.3 * summary["macs_dense"]
     rows = json.loads((tmp_path / "r" / "sparsity.json").read_text())
-    assert [r["layer"] for r in rows] == list(result["per_kernel"])
+    assert [r["layer"] for r in rows["pruned"]] == list(result["per_kernel"])

@@ -103,6 +103,6 @@ def test_shrink_off_passes_the_trained_model_on(tmp_path, tiny, prepared, traine
     summary = run(off, tiny.train, tiny.seed, prepared, trained_file, tmp_path / "s.keras", tmp_path / "r")
     assert summary["criterion"] == "none"
     assert (tmp_path / "s.keras").read_bytes() == trained_file.read_bytes()
-    assert json.loads((tmp_path / "r" / "channels.json").read_text()) == {"layers": {}}
+    assert json.loads((tmp_path / "r" / "channels.json").read_text()) == {"layers": {}, "skipped": "shrink.criterion=none"}
     rows = (tmp_path / "r" / "plots" / "metrics" / "val" / "accuracy.tsv").read_text().splitlines()  # declared output
     assert len(rows) == 2 and float(rows[1].split("\t")[-1]) == pytest.approx(summary["val"]["accuracy"])

@@ -84,3 +84,16 @@ def test_convert_tolerance_exceeded_names_the_key_and_the_variant(workdir, tmp_p
             "--summary", "out/summary.json"]
     assert_clean_failure(run_stage("convert", args, workdir), workdir,
                          "params: convert.float_atol=1e-12 is exceeded: trained_tflite_float logits differ")
+
+
+def test_train_on_a_users_model_the_data_cannot_feed(workdir):
+    """model=file whose input is 28x28x3 while the prepared images are 16x16x1: one line
+    naming the file and both shapes, exit 2, nothing written."""
+    import tf_keras as keras
+
+    x = keras.Input((28, 28, 3))
+    keras.Model(x, keras.layers.Dense(10)(keras.layers.Flatten()(x))).save(workdir / "mine.keras")
+    write_params(workdir / "file.yaml", TINY + ["model=file", f"model.path={workdir / 'mine.keras'}", "train.epochs=0"])
+    proc = run_stage("train", ["--params", "file.yaml", "--data", "prepared", "--model", "out/m.keras",
+                               "--reports", "out/r", "--backup", "out/b"], workdir)
+    assert_clean_failure(proc, workdir, "mine.keras", "(28, 28, 3)", "(16, 16, 1)", "prepare.image_size")

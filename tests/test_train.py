@@ -143,3 +143,27 @@ def test_train_run_writes_the_model_and_every_declared_report(tmp_path, tiny, pr
     rows = (tmp_path / "r" / "plots" / "metrics" / "train" / "accuracy.tsv").read_text().splitlines()
     assert len(rows) == 1 + 3
     assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())  # backup removed on success
+
+
+@pytest.mark.slow
+def test_early_stopping_restores_the_epoch_with_the_lowest_validation_loss(tmp_path, tiny, prepared):
+    """train.patience=1 with a learning rate high enough to overshoot: training stops before
+    train.epochs, and the saved model is the best epoch's (its validation loss is the lowest logged)."""
+    import dataclasses
+
+    import tf_keras as keras
+
+    from train2infer.core import live
+    from train2infer.models.io import load_model
+    from train2infer.prepared import load_prepared, to_float
+    from train2infer.train.run import run
+
+    cfg = dataclasses.replace(tiny.train, epochs=30, patience=1, learning_rate=0.02)
+    result = run(tiny.model, cfg, tiny.seed, prepared, tmp_path / "m.keras", tmp_path / "r", tmp_path / "b")
+    losses = [v for _, v in live.series(tmp_path / "r", "val", "loss")]
+    assert result["epochs_run"] == len(losses) < 30
+    assert result["best_epoch"] == int(np.argmin(losses)) and result["best_epoch"] < len(losses) - 1
+    x, y = load_prepared(prepared, "val")
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, load_model(tmp_path / "m.keras")(to_float(x)))
+    assert float(loss) == pytest.approx(min(losses), rel=1e-3)
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["best_epoch"] == result["best_epoch"]

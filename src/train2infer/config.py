@@ -78,4 +78,6 @@ def load_checked(path: str | Path = "params.yaml") -> Params:
 
 def from_tree(tree) -> Params:
     """Validate an already composed parameter tree (a mapping) as :func:`load_checked` does."""
-    return Params(**{name: section(tree, name) for name in SECTIONS}, seed=P.seed(tree))
+    params = Params(**{name: section(tree, name) for name in SECTIONS}, seed=P.seed(tree))
+    model_config.check_fits(params.model, params.prepare.image_size, params.prepare.channels, params.train.epochs)
+    return params

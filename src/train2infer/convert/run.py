@@ -47,7 +47,7 @@ def run(cfg, seed: int, data: str | Path, sources: dict[str, str | Path], out: P
     models = {name: io.load_model(path) for name, path in sources.items()}
     summary: dict = {"skipped": {}}
     if "shrunk" in models and io.same_weights(models["shrunk"], models["trained"]):
-        summary["skipped"]["shrunk"] = "identical to trained (shrink.criterion=none)"
+        summary["skipped"]["shrunk"] = "identical to trained (the shrink stage passed it on unchanged)"
         del models["shrunk"]
     out.mkdir(parents=True, exist_ok=True)
     variants = []

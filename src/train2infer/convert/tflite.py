@@ -81,7 +81,9 @@ def fusion_table(model: keras.Model, ops: list[dict]) -> dict:
     """Which Keras layers each TFLite op computes.
 
     The converter names an op's output tensor after the TF ops it fused
-    (``cnn/s0c0_relu/Relu;cnn/s0c0_conv/Conv2D``). BatchNormalization leaves no op: it is
+    (``cnn/s0c0_relu/Relu;cnn/s0c0_conv/Conv2D``); layer names may themselves hold ``/``
+    (``expanded_conv/squeeze_excite/Mul``), so the longest matching name wins, on any
+    graph. BatchNormalization leaves no op: it is
     folded into the preceding convolution's weights and bias, so a BN layer is credited to
     the op computing the conv it directly follows. Dropout is the identity at inference.
 
@@ -94,7 +96,7 @@ def fusion_table(model: keras.Model, ops: list[dict]) -> dict:
         ``unmapped`` lists layers found in no op (with the reason when known).
     """
     layers = keras_layers(model)
-    names = {layer.name for layer in layers}
+    names = sorted((layer.name for layer in layers), key=len, reverse=True)  # longest first: names hold "/"
     prefix = model.name + "/"
     follows = {}  # BN name -> name of the layer feeding it
     for layer in layers:
@@ -108,8 +110,9 @@ def fusion_table(model: keras.Model, ops: list[dict]) -> dict:
         for tensor_name in op["outputs"] + op["weights"]:
             for part in tensor_name.split(";"):
                 if part.startswith(prefix):
-                    layer_name = part[len(prefix) :].split("/")[0]
-                    if layer_name in names and layer_name not in mentioned and layer_name not in seen:
+                    rest = part[len(prefix) :] + "/"
+                    layer_name = next((n for n in names if rest.startswith(n + "/")), None)
+                    if layer_name and layer_name not in mentioned and layer_name not in seen:
                         mentioned.append(layer_name)
         for bn, src in follows.items():
             if src in mentioned and bn not in mentioned and bn not in seen:

@@ -37,6 +37,10 @@ def run(cfg, data: str | Path, baseline: str | Path, export: str | Path, out: Pa
     exported, sources = read_manifest(export)
     if not Path(baseline).is_file():
         raise Train2InferError(f"model not found: {baseline}")
+    if BASELINE.source not in sources:  # convert was not given the baseline's source: count its work here
+        from train2infer.models import io, work
+
+        sources = {**sources, BASELINE.source: work.summary(io.load_model(baseline))}
     timed, left_out = select(dataclasses.replace(BASELINE, path=str(baseline)), exported, cfg.runtimes)
     threads = list(dict.fromkeys(t or os.cpu_count() or 1 for t in cfg.threads))
     x_test, y_test = load_prepared(data, "test")

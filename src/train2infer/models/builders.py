@@ -132,9 +132,63 @@ def build_mobilenet(
     return keras.Model(inputs, classifier(x, num_classes, dropout, seed, seed + k, output_dtype), name="mobilenet")
 
 
+def build_application(
+    input_shape: Sequence[int],
+    num_classes: int,
+    arch: str = "MobileNetV2",
+    alpha: float = 1.0,
+    weights: str | None = None,
+    dropout: float = 0.2,
+    bn_momentum: float = 0.9,
+    seed: int = 0,
+    output_dtype: str = "float32",
+) -> keras.Model:
+    """A ``tf_keras.applications`` body without its top, global average pooling and our head.
+
+    Nothing downloads: ``weights`` is None (random initialisation, seeded by the global
+    seed that :func:`train2infer.fit.setup` sets) or a local weights file for the body.
+    The body takes images in [0, 1] as every model here does (MobileNetV3's built-in
+    rescaling is switched off; EfficientNet's stays, and its stem BatchNorm absorbs the
+    scale). Every BatchNormalization gets ``bn_momentum``.
+
+    Args:
+        input_shape: ``(height, width, channels)``; at least 32x32.
+        num_classes: Number of output logits.
+        arch: A name in :data:`train2infer.models.config.ARCHS`.
+        alpha: Width multiplier (MobileNets only).
+        weights: None, or the path of a weights file for the body.
+        dropout: Dropout rate before the classifier.
+        bn_momentum: BatchNormalization momentum for fine-tuning.
+        seed: Seed of the head's initialisers.
+        output_dtype: dtype of the logits.
+
+    Returns:
+        An uncompiled flat functional model named ``arch.lower()``, output layer ``logits``.
+
+    Raises:
+        Train2InferError: If the application refuses the shape or the weights file.
+    """
+    from train2infer import Train2InferError
+    from train2infer.models.config import ARCHS
+
+    extra = {"alpha": alpha} if ARCHS[arch] else {}
+    if arch.startswith("MobileNetV3"):
+        extra["include_preprocessing"] = False
+    try:
+        body = getattr(keras.applications, arch)(input_shape=tuple(input_shape), include_top=False,
+                                                 weights=weights, pooling="avg", **extra)
+    except (ValueError, OSError) as exc:
+        raise Train2InferError(f"cannot build {arch}: {' '.join(str(exc).split())[:300]}") from None
+    for layer in body.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = bn_momentum
+    x = classifier(body.output, num_classes, dropout, seed, seed + 1, output_dtype)
+    return keras.Model(body.input, x, name=arch.lower())
+
+
 def build_model(name: str, input_shape: Sequence[int], num_classes: int, seed: int, **options) -> keras.Model:
     """Build the model called ``name`` (the ``model.name`` parameter) with its options."""
-    builders = {"cnn": build_cnn, "mobilenet": build_mobilenet}
+    builders = {"cnn": build_cnn, "mobilenet": build_mobilenet, "application": build_application}
     if name not in builders:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(builders)}")
     return builders[name](input_shape, num_classes, seed=seed, **options)

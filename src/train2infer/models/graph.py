@@ -1,9 +1,10 @@
-"""Graph surgery on chain models: slicing channels out, folding BatchNorm, float64 copies.
+"""Graph surgery: slicing channels out (chain models), folding BatchNorm and float64 copies (any graph).
 
-Each rebuilds a new, physically smaller dense Keras model from an existing one, layer by
-layer, copying (sliced or folded) weights. They work on *chain* models: every layer has
-one input and one output, as :func:`train2infer.models.build_cnn` and
-:func:`~train2infer.models.build_mobilenet` produce.
+Each rebuilds a new Keras model from an existing one, copying (sliced or folded) weights.
+Folding and float64 copies edit the functional model's config (:func:`edit`), so they work
+on any graph: residual adds, concatenations, squeeze-excite multiplies. Channel slicing
+still needs a *chain* model: every layer has one input and one output, as
+:func:`train2infer.models.build_cnn` and :func:`~train2infer.models.build_mobilenet` produce.
 
 Slicing (what channel pruning in :mod:`train2infer.shrink` asks for): a *producer* is a
 ``Conv2D`` or a ``Dense``; its output channels flow through per-channel layers
@@ -14,7 +15,7 @@ BatchNorm / depthwise entries, and input channel ``j`` of the next producer.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import tf_keras as keras
@@ -22,6 +23,12 @@ import tf_keras as keras
 from train2infer import Train2InferError
 
 L = keras.layers
+
+
+class GraphNotSupported(Train2InferError):
+    """A rewrite that needs a chain model met a layer with several inputs, or one used twice."""
+
+
 PER_CHANNEL = (L.BatchNormalization, L.ReLU, L.Activation, L.MaxPooling2D, L.AveragePooling2D,
                L.GlobalAveragePooling2D, L.GlobalMaxPooling2D, L.Dropout, L.ZeroPadding2D,
                L.DepthwiseConv2D)
@@ -41,12 +48,12 @@ def chain(model: keras.Model) -> list[L.Layer]:
     for layer in layers:
         nodes = [n for i, n in enumerate(layer._inbound_nodes) if f"{layer.name}_ib-{i}" in own]
         if len(nodes) != 1:
-            raise Train2InferError(f"model surgery needs a chain model; {layer.name} is used {len(nodes)} times")
+            raise GraphNotSupported(f"needs a chain model; {layer.name} is used {len(nodes)} times")
         inbound = nodes[0].inbound_layers
         inbound = inbound if isinstance(inbound, (list, tuple)) else [inbound]
         if len(inbound) != 1 or inbound[0] is not prev:
-            raise Train2InferError(f"model surgery needs a chain model; {layer.name} does not take "
-                                   f"(only) the output of {prev.name}")
+            raise GraphNotSupported(f"needs a chain model; {layer.name} does not take (only) the output of "
+                                    f"{prev.name}")
         prev = layer
     return layers
 
@@ -57,12 +64,12 @@ def copy_layer(layer: L.Layer, **changes) -> L.Layer:
     return layer.__class__.from_config(cfg)
 
 
-def rebuild(model: keras.Model, step: Callable[[L.Layer, np.ndarray | None], list], dtype=None) -> keras.Model:
+def rebuild(model: keras.Model, step: Callable[[L.Layer, np.ndarray | None], list]) -> keras.Model:
     """Rebuild a chain model; ``step(layer, in_idx)`` returns ``[(new_layer, weights), ...], out_idx``.
 
     ``in_idx`` is the index array of the input channels that survive (None: all).
     """
-    inputs = keras.Input(shape=model.input_shape[1:], name=model.layers[0].name, dtype=dtype)
+    inputs = keras.Input(shape=model.input_shape[1:], name=model.layers[0].name)
     x, idx = inputs, None
     for layer in chain(model):
         new_layers, idx = step(layer, idx)
@@ -132,50 +139,153 @@ def widths(model: keras.Model) -> dict[str, int]:
     return {layer.name: int(layer.get_weights()[0].shape[-1]) for layer in model.layers if is_producer(layer)}
 
 
+# --------------------------------------------------------------------------- any functional graph
+
+
+def functional(model: keras.Model) -> keras.Model:
+    """The model as a functional graph (a built ``Sequential`` becomes one over the same layers)."""
+    if isinstance(model, keras.Sequential):
+        return keras.Model(model.inputs, model.outputs, name=model.name)
+    return model
+
+
+def refs(tree) -> Iterator[list]:
+    """Every ``[layer name, node index, tensor index, ...]`` reference in a config's ``inbound_nodes``."""
+    if isinstance(tree, dict):
+        for value in tree.values():
+            yield from refs(value)
+    elif isinstance(tree, (list, tuple)):
+        if len(tree) >= 3 and isinstance(tree[0], str) and isinstance(tree[1], int) and isinstance(tree[2], int):
+            yield tree
+        else:
+            for item in tree:
+                yield from refs(item)
+
+
+def _rewire(tree, drop: dict[str, str]):
+    """``tree`` with references to dropped layers pointing at their replacement's output."""
+    if isinstance(tree, dict):
+        return {k: _rewire(v, drop) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        if len(tree) >= 3 and isinstance(tree[0], str) and tree[0] in drop and isinstance(tree[1], int):
+            target = tree[0]
+            while target in drop:
+                target = drop[target]
+            return [target, 0, 0, *tree[3:]]
+        return [_rewire(item, drop) for item in tree]
+    return tree
+
+
+def wiring(model: keras.Model) -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, int]]:
+    """From the model's config: each layer's input layers, consumer layers, and number of calls."""
+    inputs, consumers, calls = {}, {}, {}
+    for entry in model.get_config()["layers"]:
+        name = entry["name"]
+        calls[name] = len(entry["inbound_nodes"])
+        inputs[name] = [r[0] for r in refs(entry["inbound_nodes"])]
+        for src in inputs[name]:
+            consumers.setdefault(src, []).append(name)
+    return inputs, consumers, calls
+
+
+def edit(model: keras.Model, drop: dict[str, str] | None = None, configs: dict[str, dict] | None = None,
+         weights: dict[str, list] | None = None, dtype: str | None = None, input_shape=None) -> keras.Model:
+    """Rebuild a functional model from its config, with changes.
+
+    Args:
+        model: A functional (or Sequential) tf_keras model.
+        drop: ``{layer: replacement}``: the layer goes, and whatever read its output reads
+            the replacement's (a single-call layer) instead.
+        configs: ``{layer: config changes}``.
+        weights: ``{layer: weights}``; every other layer keeps its own.
+        dtype: Compute in this dtype everywhere (weights are cast).
+        input_shape: New ``(height, width, channels)`` of the single input.
+
+    Returns:
+        A new model; layer names are kept.
+    """
+    model, drop, configs, weights = functional(model), drop or {}, configs or {}, weights or {}
+    cfg = model.get_config()
+    kept = []
+    for entry in cfg["layers"]:
+        if entry["name"] in drop:
+            continue
+        entry["inbound_nodes"] = _rewire(entry["inbound_nodes"], drop)
+        entry["config"].update(configs.get(entry["name"], {}))
+        if dtype:
+            entry["config"]["dtype"] = dtype
+        if input_shape is not None and entry["class_name"] == "InputLayer":
+            entry["config"]["batch_input_shape"] = [None, *input_shape]
+        kept.append(entry)
+    cfg["layers"], cfg["output_layers"] = kept, _rewire(cfg["output_layers"], drop)
+    with keras.utils.custom_object_scope({type(layer).__name__: type(layer) for layer in model.layers}):
+        new = keras.Model.from_config(cfg)
+    for layer in new.layers:
+        values = weights.get(layer.name)
+        values = model.get_layer(layer.name).get_weights() if values is None else values
+        if values:
+            layer.set_weights([np.asarray(v, dtype=dtype) if dtype else v for v in values])
+    return new
+
+
 # --------------------------------------------------------------------------- folding
 
 
 def fold_batchnorm(model: keras.Model) -> keras.Model:
-    """Fold every BatchNorm into the convolution before it, and a ReLU after it into the conv.
+    """Fold every BatchNorm into the convolution feeding it, and a ReLU after it into the conv.
 
     ``Conv2D(no bias) -> BatchNormalization -> ReLU`` becomes one ``Conv2D(bias,
     activation="relu")`` with ``kernel * s`` and ``bias = beta + (b - mean) * s``, ``s =
     gamma / sqrt(var + eps)`` (inference mode). Depthwise convolutions fold the same way.
+    Works on any functional graph: a BatchNorm folds when its input is a linear Conv2D /
+    DepthwiseConv2D whose only consumer it is (both called once); every reader of the
+    BatchNorm's output then reads the conv's. A ReLU folds too when it is the BatchNorm's
+    only consumer.
 
     Returns:
         A model with fewer layers computing the same function in inference mode.
     """
-    layers = chain(model)
-    pending: dict = {}
+    model = functional(model)
+    inputs, consumers, calls = wiring(model)
+    drop, configs, weights = {}, {}, {}
+    for bn in model.layers:
+        src = _foldable_source(model, bn, inputs, consumers, calls)
+        if src is None:
+            continue
+        drop[bn.name] = src.name
+        activation = "linear"
+        after = consumers.get(bn.name, [])
+        if len(after) == 1 and calls[after[0]] == 1 and _is_plain_relu(model.get_layer(after[0])):
+            activation, drop[after[0]] = "relu", src.name
+        configs[src.name] = {"use_bias": True, "activation": activation}
+        weights[src.name] = _folded_weights(src, bn)
+    return edit(model, drop, configs, weights)
 
-    def step(layer, idx):
-        if layer.name in pending.get("skip", ()):
-            return [], idx
-        nxt = layers.index(layer) + 1
-        if isinstance(layer, (L.Conv2D, L.DepthwiseConv2D)) and nxt < len(layers) and \
-                isinstance(layers[nxt], L.BatchNormalization) and layer.get_config().get("activation") == "linear":
-            bn = layers[nxt]
-            w = layer.get_weights()
-            kernel, bias = w[0], (w[1] if len(w) > 1 else 0.0)
-            b = bn_weights(bn)
-            s = bn_scale(bn)
-            if isinstance(layer, L.DepthwiseConv2D):  # kernel (kh, kw, C, mult); output channel = c * mult + m
-                kernel = kernel * s.reshape(1, 1, kernel.shape[2], kernel.shape[3])
-            else:
-                kernel = kernel * s
-            new_bias = b.get("beta", 0.0) + (bias - b["moving_mean"]) * s
-            skip = [bn.name]
-            activation = "linear"
-            if nxt + 1 < len(layers) and _is_plain_relu(layers[nxt + 1]):
-                activation = "relu"
-                skip.append(layers[nxt + 1].name)
-            pending.setdefault("skip", set()).update(skip)
-            new = copy_layer(layer, use_bias=True, activation=activation)
-            dtype = w[0].dtype  # float32, or float64 when checking that the fold is exact
-            return [(new, [kernel.astype(dtype), np.asarray(new_bias).astype(dtype)])], idx
-        return [(copy_layer(layer), layer.get_weights() or None)], idx
 
-    return rebuild(model, step)
+def _foldable_source(model, bn, inputs, consumers, calls):
+    """The convolution ``bn`` folds into, or None."""
+    if not isinstance(bn, L.BatchNormalization) or calls.get(bn.name) != 1 or len(inputs[bn.name]) != 1:
+        return None
+    axis = bn.axis[0] if isinstance(bn.axis, (list, tuple)) else bn.axis
+    src = model.get_layer(inputs[bn.name][0])
+    conv = type(src) in (L.Conv2D, L.DepthwiseConv2D)
+    if not conv or axis not in (-1, len(src.output_shape) - 1) or calls[src.name] != 1 \
+            or consumers.get(src.name) != [bn.name] or src.get_config().get("activation") != "linear":
+        return None
+    return src
+
+
+def _folded_weights(conv, bn) -> list[np.ndarray]:
+    w = conv.get_weights()
+    kernel, bias = w[0], (w[1] if len(w) > 1 else 0.0)
+    s = bn_scale(bn)
+    if isinstance(conv, L.DepthwiseConv2D):  # kernel (kh, kw, C, mult); output channel = c * mult + m
+        kernel = kernel * s.reshape(1, 1, kernel.shape[2], kernel.shape[3])
+    else:
+        kernel = kernel * s
+    new_bias = bn_weights(bn).get("beta", 0.0) + (bias - bn_weights(bn)["moving_mean"]) * s
+    dtype = w[0].dtype  # float32, or float64 when checking that the fold is exact
+    return [kernel.astype(dtype), np.asarray(new_bias).astype(dtype)]
 
 
 def _is_plain_relu(layer) -> bool:
@@ -186,14 +296,9 @@ def _is_plain_relu(layer) -> bool:
 
 
 def to_float64(model: keras.Model) -> keras.Model:
-    """The same chain model computing in float64 (to check a rewrite is exact, not just close).
+    """The same model computing in float64 (to check a rewrite is exact, not just close).
 
     Float32 results of two equivalent models differ by rounding, which grows with the
     magnitude of the outputs; in float64 an exact rewrite agrees to ~1e-12.
     """
-
-    def step(layer, idx):
-        weights = [w.astype(np.float64) for w in layer.get_weights()]
-        return [(copy_layer(layer, dtype="float64"), weights or None)], idx
-
-    return rebuild(model, step, dtype="float64")
+    return edit(model, dtype="float64")

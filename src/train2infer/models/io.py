@@ -11,9 +11,10 @@ from train2infer import Train2InferError
 
 
 def load_model(path) -> keras.Model:
-    """Load a saved ``.keras`` model, turning a missing or corrupt file into one clear error."""
+    """Load a saved tf_keras model (``.keras``, ``.h5``, SavedModel folder), turning a missing
+    or corrupt file into one clear error."""
     p = Path(path)
-    if not p.is_file():
+    if not (p.is_file() or (p / "saved_model.pb").is_file()):
         raise Train2InferError(f"model not found: {p}")
     try:
         return keras.models.load_model(p, compile=False)
@@ -42,3 +43,51 @@ def same_weights(a: keras.Model, b: keras.Model) -> bool:
     """Whether two models have the same weight shapes and values."""
     wa, wb = a.get_weights(), b.get_weights()
     return len(wa) == len(wb) and all(x.shape == y.shape and np.array_equal(x, y) for x, y in zip(wa, wb))
+
+
+def load_user_model(path, input_shape, num_classes: int) -> tuple[keras.Model, list[str]]:
+    """The user's model (``model=file``), checked against the data, as a flat functional model
+    with one image input and one logits output.
+
+    A ``Sequential`` model becomes functional; free (None) input dimensions are fixed to the
+    data's; a final softmax is removed (the pipeline works on logits; argmax is unchanged).
+
+    Args:
+        path: ``.keras`` / ``.h5`` file or SavedModel folder written by tf_keras.
+        input_shape: ``(height, width, channels)`` of the prepared images.
+        num_classes: Classes in the data.
+
+    Returns:
+        The model and a list of what was changed (for the train report).
+
+    Raises:
+        Train2InferError: One line naming the file and the mismatch.
+    """
+    from train2infer.models import graph
+
+    model, notes = graph.functional(load_model(path)), []
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise Train2InferError(f"model {path}: has {len(model.inputs)} inputs and {len(model.outputs)} outputs; the "
+                               "pipeline takes one image input and one logits output")
+    nested = [layer.name for layer in model.layers if isinstance(layer, keras.Model)]
+    if nested:
+        raise Train2InferError(f"model {path}: layer {nested[0]!r} is a nested model; save a flat functional model, "
+                               "e.g. keras.Model(body.input, head(body.output))")
+    shape, want = tuple(model.input_shape[1:]), tuple(int(d) for d in input_shape)
+    if len(shape) != 3 or any(d is not None and d != w for d, w in zip(shape, want)):
+        raise Train2InferError(f"model {path}: takes inputs of shape {shape}, the prepared images are {want} "
+                               "(prepare.image_size, prepare.channels)")
+    if len(model.output_shape) != 2 or model.output_shape[-1] != num_classes:
+        raise Train2InferError(f"model {path}: outputs shape {tuple(model.output_shape[1:])} per image, the data has "
+                               f"{num_classes} classes")
+    edits = {"input_shape": want} if None in shape else {}
+    last = model.get_layer(model.output.node.layer.name) if hasattr(model.output, "node") else model.layers[-1]
+    if last.get_config().get("activation") == "softmax" or isinstance(last, keras.layers.Softmax):
+        if isinstance(last, (keras.layers.Activation, keras.layers.Softmax)):
+            edits["drop"] = {last.name: graph.wiring(model)[0][last.name][0]}
+        else:
+            edits["configs"] = {last.name: {"activation": "linear"}}
+        notes.append(f"final softmax of {last.name} removed: the pipeline works on logits (argmax unchanged)")
+    if "input_shape" in edits:
+        notes.append(f"input shape {shape} fixed to {want}")
+    return (graph.edit(model, **edits) if edits else model), notes

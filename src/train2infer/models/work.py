@@ -1,7 +1,9 @@
 """What a model computes: its kernels, their sparsity, and multiply-adds per layer.
 
-One walk over the kernel layers (:func:`kernels`) serves every count here. Wrapped layers
-(TF-MOT's pruning wrapper) are seen through to their inner layer.
+One walk over the kernel layers (:func:`kernels`) serves every sparsity count here; wrapped
+layers (TF-MOT's pruning wrapper) are seen through to their inner layer. :func:`layer_macs`
+counts every layer that does arithmetic on a functional graph, and :func:`traced_macs`
+counts the same from TensorFlow's own op statistics, independently of this code.
 """
 
 from __future__ import annotations
@@ -12,15 +14,29 @@ import numpy as np
 import tf_keras as keras
 
 L = keras.layers
-KERNEL_LAYERS = (L.Conv2D, L.Dense, L.DepthwiseConv2D)  # SeparableConv2D and Conv2DTranspose are Conv2D subclasses
+KERNEL_LAYERS = (L.Conv2D, L.Dense, L.DepthwiseConv2D, L.SeparableConv2D)  # Conv2DTranspose is a Conv2D
+# Element-wise layers: operations per output element = MERGES[type](number of inputs).
+MERGES = {L.Add: lambda n: n - 1, L.Subtract: lambda n: 1, L.Multiply: lambda n: n - 1,
+          L.Maximum: lambda n: n - 1, L.Minimum: lambda n: n - 1, L.Average: lambda n: n}
+# TFOpLambda functions (``x + 3``, ``tf.math.multiply``...) that do one operation per element.
+ELEMENTWISE_FUNCTIONS = {"__operators__.add", "__operators__.sub", "__operators__.truediv", "math.add",
+                         "math.subtract", "math.multiply", "math.truediv", "math.divide", "math.maximum",
+                         "math.minimum"}
+# Other layers with a fixed number of operations per output element: swish is x * sigmoid(beta * x)
+# (two multiplies in TensorFlow), Rescaling x * scale + offset, Normalization (x - mean) / std.
+PER_ELEMENT = {"swish": 2, "silu": 2, "Rescaling": 2, "Normalization": 2}
+KERNEL_OPS = {"Conv2D", "DepthwiseConv2dNative", "MatMul", "Conv2DBackpropInput"}  # TF counts 2 flops per MAC
+ELEMENTWISE_OPS = {"AddV2", "Add", "Sub", "Mul", "RealDiv", "Maximum", "Minimum", "AddN"}
 
 
 def kernels(model: keras.Model) -> Iterator[tuple[L.Layer, L.Layer, np.ndarray]]:
-    """``(layer in the model, inner layer, kernel)`` for every Conv2D, DepthwiseConv2D and Dense."""
+    """``(layer in the model, inner layer, kernel)`` for every Conv2D, DepthwiseConv2D and Dense
+    (a SeparableConv2D's pointwise kernel, which is what TF-MOT prunes)."""
     for layer in model.layers:
         inner = getattr(layer, "layer", layer)
         if isinstance(inner, KERNEL_LAYERS):
-            kernel = inner.depthwise_kernel if isinstance(inner, L.DepthwiseConv2D) else inner.kernel
+            kernel = (inner.depthwise_kernel if isinstance(inner, L.DepthwiseConv2D) else
+                      inner.pointwise_kernel if isinstance(inner, L.SeparableConv2D) else inner.kernel)
             yield layer, inner, np.asarray(kernel.numpy() if hasattr(kernel, "numpy") else kernel)
 
 
@@ -38,28 +54,72 @@ def overall_sparsity(model: keras.Model) -> float:
     return zeros / total if total else 0.0
 
 
+def kernel_macs(layer: L.Layer, inner: L.Layer) -> int:
+    """Multiply-adds of one kernel layer for one input image."""
+    out = layer.output_shape
+    if isinstance(inner, L.Dense):
+        return int(np.prod(out[1:-1], dtype=np.int64)) * inner.kernel.shape[0] * inner.kernel.shape[1]
+    h, w, c_out = out[1:]
+    if isinstance(inner, L.DepthwiseConv2D):
+        kh, kw = inner.depthwise_kernel.shape[:2]
+        return h * w * c_out * kh * kw
+    if isinstance(inner, L.SeparableConv2D):
+        kh, kw, c_in, mult = inner.depthwise_kernel.shape
+        return h * w * c_in * mult * (kh * kw + c_out)
+    if isinstance(inner, L.Conv2DTranspose):  # every input pixel scatters a kh x kw x c_out patch
+        kh, kw, _, c_in = inner.kernel.shape
+        _, ih, iw, _ = layer.input_shape
+        return ih * iw * c_in * kh * kw * c_out
+    kh, kw, c_in_per_group, _ = inner.kernel.shape
+    return h * w * c_out * kh * kw * c_in_per_group
+
+
+def elementwise_ops(layer: L.Layer) -> int | None:
+    """Operations of an element-wise layer (merges, ``x + 3``-style ops) per image, or None."""
+    kind = type(layer).__name__
+    if kind == "TFOpLambda":  # not exported by tf_keras.layers
+        per = 1 if layer.get_config().get("function") in ELEMENTWISE_FUNCTIONS else None
+    elif kind in PER_ELEMENT or isinstance(layer, L.Activation):
+        per = PER_ELEMENT.get(kind, PER_ELEMENT.get(activation_name(layer)))
+    else:
+        rule = next((f for t, f in MERGES.items() if isinstance(layer, t)), None)
+        n = len(layer.input_shape) if isinstance(layer.input_shape, list) else 1
+        per = rule(n) if rule else None
+    if per is None:
+        return None
+    return per * int(np.prod(layer.output_shape[1:], dtype=np.int64))
+
+
+def activation_name(layer: L.Layer) -> str | None:
+    """The name of a layer's activation function (``activation`` config), if it has one."""
+    act = layer.get_config().get("activation")
+    return act if isinstance(act, str) else None
+
+
 def layer_macs(model: keras.Model) -> list[dict]:
-    """Multiply-adds per kernel layer for one input image.
+    """Multiply-adds per layer that does arithmetic, for one input image.
+
+    Kernel layers (Conv2D, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose, Dense) count
+    their multiply-adds; element-wise layers (Add, Multiply, ... and ``TFOpLambda``
+    arithmetic such as hard-swish's ``x + 3``; swish activations, also inside a kernel layer;
+    Rescaling, Normalization) count one per operation. BatchNormalization
+    (folded into convolutions for inference), activations and pooling are not counted.
 
     Returns:
-        One dict per layer: ``layer``, ``type``, ``macs`` (dense count) and ``nonzero``
-        (fraction of non-zero kernel weights, so ``macs * nonzero`` is the work a sparse
-        kernel would have to do).
+        One dict per layer: ``layer``, ``type``, ``kind`` (``kernel`` / ``elementwise``),
+        ``macs`` (dense count) and ``nonzero`` (fraction of non-zero kernel weights, so
+        ``macs * nonzero`` is the work a sparse kernel would have to do).
     """
     rows = []
     for layer, inner, k in kernels(model):
-        out_shape = layer.output_shape
-        if isinstance(inner, L.DepthwiseConv2D):
-            _, h, w, c_out = out_shape
-            macs = h * w * c_out * k.shape[0] * k.shape[1]
-        elif isinstance(inner, L.Conv2D):
-            _, h, w, c_out = out_shape
-            macs = h * w * c_out * k.shape[0] * k.shape[1] * k.shape[2] // getattr(inner, "groups", 1)
-        else:  # Dense
-            positions = int(np.prod(out_shape[1:-1])) if len(out_shape) > 2 else 1
-            macs = positions * k.shape[0] * k.shape[1]
-        rows.append({"layer": inner.name, "type": type(inner).__name__, "macs": int(macs),
-                     "nonzero": float(np.count_nonzero(k) / k.size)})
+        fused = PER_ELEMENT.get(activation_name(inner), 0) * int(np.prod(layer.output_shape[1:], dtype=np.int64))
+        rows.append({"layer": inner.name, "type": type(inner).__name__, "kind": "kernel",
+                     "macs": int(kernel_macs(layer, inner)) + fused, "nonzero": float(np.count_nonzero(k) / k.size)})
+    for layer in model.layers:
+        ops = elementwise_ops(layer)
+        if ops is not None:
+            rows.append({"layer": layer.name, "type": type(layer).__name__, "kind": "elementwise", "macs": ops,
+                         "nonzero": 1.0})
     return rows
 
 
@@ -67,6 +127,41 @@ def total_macs(rows: list[dict], nonzero: bool = False) -> float:
     """Sum of :func:`layer_macs` rows: dense multiply-adds, or with ``nonzero`` those on
     non-zero weights (the work a sparse kernel would do)."""
     return sum(r["macs"] * (r["nonzero"] if nonzero else 1) for r in rows)
+
+
+def traced_macs(model: keras.Model) -> dict[str, float]:
+    """An independent count: TensorFlow's registered flop statistics of the traced, frozen
+    inference graph (batch 1), attributed to layers by op name.
+
+    Convolution and matrix-multiply ops count 2 flops per multiply-add (halved here);
+    element-wise ops one per element; other ops (bias adds, BatchNorm, pooling) are left
+    out, as :func:`layer_macs` leaves them out.
+
+    Returns:
+        ``{layer name: multiply-adds}`` for every layer with counted ops.
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework import ops as tf_ops
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    from tensorflow.python.profiler.internal import flops_registry  # noqa: F401  (registers the statistics)
+
+    spec = tf.TensorSpec([1, *model.input_shape[1:]], model.input.dtype)
+    graph = convert_variables_to_constants_v2(
+        tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)).graph
+    names = sorted((layer.name for layer in model.layers), key=len, reverse=True)
+    found: dict[str, float] = {}
+    for op in graph.get_operations():
+        if op.type not in KERNEL_OPS | ELEMENTWISE_OPS:
+            continue
+        path = op.name.split("/", 1)[-1]  # drop the model's scope
+        owner = next((n for n in names if path.startswith(n + "/")), None)
+        try:
+            flops = tf_ops.get_stats_for_node_def(graph, op.node_def, "flops").value
+        except ValueError:  # a shape TensorFlow cannot know statically: no statistic
+            flops = None
+        if owner is not None and flops:
+            found[owner] = found.get(owner, 0) + (flops / 2 if op.type in KERNEL_OPS else flops)
+    return found
 
 
 def summary(model: keras.Model) -> dict:

@@ -54,6 +54,7 @@ def run(cfg, train_cfg, seed: int, data: str | Path, model_in: str | Path, model
             learning_rate=cfg.learning_rate, scale_learning_rate=False, seed=seed,
             callbacks=tfmot.callbacks() + [fit.LiveLogger(live)])
         stripped, per_kernel = strip_and_check(wrapped, cfg)
+        skipped = tfmot.not_pruned(io.load_model(model_in), wrapped, cfg.include, cfg.exclude)
         done = work.summary(stripped)
         live.summary.update({
             "sparsity": done["sparsity"], "min_kernel_sparsity": min(per_kernel.values()),
@@ -62,9 +63,11 @@ def run(cfg, train_cfg, seed: int, data: str | Path, model_in: str | Path, model
             "begin_step": begin, "end_step": end, "total_steps": total,
             "macs_dense": done["macs"], "macs_nonzero": done["macs_nonzero"]})
         summary = dict(live.summary)
-    write_json(Path(reports) / "sparsity.json", [{"layer": k, "sparsity": round(v, 6)} for k, v in per_kernel.items()])
+    write_json(Path(reports) / "sparsity.json", {
+        "pruned": [{"layer": k, "sparsity": round(v, 6)} for k, v in per_kernel.items()],
+        "not_pruned": [{"layer": k, "reason": v} for k, v in skipped.items()]})
     io.save_for_inference(stripped, model_out)
-    return {**summary, "chief": distribute.is_chief(strategy), "per_kernel": per_kernel}
+    return {**summary, "chief": distribute.is_chief(strategy), "per_kernel": per_kernel, "not_pruned": skipped}
 
 
 def strip_and_check(wrapped, cfg):
@@ -86,4 +89,5 @@ def describe(result: dict) -> str:
     """The stage's closing line."""
     k = result["per_kernel"].values()
     return (f"prune: {result['pattern']} from {result['start_from']}, target {result['target_sparsity']:g}, "
-            f"{len(k)} kernels {min(k):.3f}..{max(k):.3f}, val accuracy {result['val_accuracy_inference']:.4f}")
+            f"{len(k)} kernels {min(k):.3f}..{max(k):.3f} ({len(result['not_pruned'])} layers with weights not "
+            f"pruned, listed in sparsity.json), val accuracy {result['val_accuracy_inference']:.4f}")

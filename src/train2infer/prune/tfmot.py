@@ -9,7 +9,10 @@ import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
 from train2infer.core.params import ParamError
-from train2infer.models.work import KERNEL_LAYERS as PRUNABLE_KERNELS
+# Layers whose kernel TF-MOT prunes (SeparableConv2D: the pointwise kernel; Conv2DTranspose is a Conv2D);
+# its registry lists DepthwiseConv2D with no prunable weights.
+PRUNABLE_KERNELS = (keras.layers.Conv2D, keras.layers.SeparableConv2D, keras.layers.Dense)
+NORMALISATION = (keras.layers.BatchNormalization, keras.layers.LayerNormalization, keras.layers.Normalization)
 
 
 def schedule_steps(
@@ -87,10 +90,9 @@ def wrap(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
 ) -> keras.Model:
-    """Wrap the selected prunable layers of ``model`` with TF-MOT's ``PruneLowMagnitude``.
-
-    The wrapped model shares layers with ``model``: pass a model loaded from disk or a
-    :func:`train2infer.models.clone`, never one you still use.
+    """Wrap the selected prunable layers of ``model`` with TF-MOT's ``PruneLowMagnitude``
+    (a layer TF-MOT cannot wrap stays as it is; :func:`not_pruned` lists it). The wrapped
+    model shares layers with ``model``: pass a fresh load or a copy, never one you still use.
 
     Args:
         model: A functional model.
@@ -132,10 +134,36 @@ def wrap(
         try:
             return tfmot.sparsity.keras.prune_low_magnitude(layer, **params)
         except ValueError as exc:
-            raise ParamError("pattern", pattern, f"cannot prune layer {layer.name}: "
-                             f"{str(exc).splitlines()[0]} (leave it out with exclude)") from None
+            if pattern == "m_by_n":
+                raise ParamError("pattern", pattern, f"cannot prune layer {layer.name}: "
+                                 f"{str(exc).splitlines()[0]} (leave it out with exclude)") from None
+            return layer  # listed by not_pruned()
 
     return keras.models.clone_model(model, clone_function=clone_function)
+
+
+def not_pruned(model: keras.Model, wrapped: keras.Model, include: Sequence[str] = (),
+               exclude: Sequence[str] = ()) -> dict[str, str]:
+    """Every layer of ``model`` with a kernel that ``wrapped`` does not prune, and why.
+
+    Args:
+        model: The model before wrapping.
+        wrapped: The result of :func:`wrap`.
+        include: As given to :func:`wrap`.
+        exclude: As given to :func:`wrap`.
+    """
+    done = {layer.layer.name for layer in wrapped.layers if is_wrapper(layer)}
+    why = {}
+    for layer in model.layers:
+        if layer.name in done or not layer.weights or isinstance(layer, NORMALISATION):
+            continue
+        if not isinstance(layer, PRUNABLE_KERNELS):
+            why[layer.name] = f"TF-MOT prunes no weights of {type(layer).__name__}"
+        elif not selected(layer, include, exclude):
+            why[layer.name] = "left out by prune.include / prune.exclude"
+        else:
+            why[layer.name] = "not chosen by the pattern or policy, or TF-MOT cannot wrap it"
+    return why
 
 
 def policy_chooser(policy: str, model: keras.Model):

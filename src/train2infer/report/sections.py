@@ -54,7 +54,7 @@ def markdown(r: dict, plotted: dict, figures: str) -> str:
     out += tradeoffs(r["metrics"], r["benchmark"], plotted, figures) + work(r["metrics"], figures)
     out += runtimes(r["metrics"], r["benchmark"])
     out += memory(r["benchmark"]["memory"]) + ["## Size", "", f"![Sizes]({figures}/sizes.png)", ""]
-    out += pruning(r["shrink"], r["channels"], r["prune"], figures) + fusion(r["convert"])
+    out += pruning(r["shrink"], r["channels"], r["prune"], r["sparsity"], figures) + fusion(r["convert"])
     out += xnnpack_markdown(r["metrics"], r["convert"], r["benchmark"])
     out += ["", "## Training", "", f"![Training]({figures}/training.png)", ""]
     out += per_class_markdown(r["benchmark"]["per_class"], r["prepare"])
@@ -184,14 +184,17 @@ def memory(mem_by_variant: dict) -> list[str]:
     ]
 
 
-def pruning(shrink: dict, channels: dict, prune: dict, figures: str) -> list[str]:
+def pruning(shrink: dict, channels: dict, prune: dict, sparsity: dict, figures: str) -> list[str]:
     """Channel pruning (shrink) and magnitude pruning (prune)."""
+    left = sparsity.get("not_pruned", [])
+    listed = ", ".join(f"`{r['layer']}` ({r['reason']})" for r in left[:8]) + (f" and {len(left) - 8} more"
+                                                                            if len(left) > 8 else "")
     return ["## Pruning", ""] + channel_markdown(shrink, channels) + [
         f"Magnitude pruning (TF-MOT, pattern `{prune.get('pattern', 'unstructured')}`, policy "
         f"`{prune.get('policy', 'none')}`, from the {prune.get('start_from', 'trained')} model): target sparsity "
         f"{prune.get('target_sparsity')}, achieved overall {prune.get('sparsity', 0):.4f}, lowest pruned kernel "
-        f"{prune.get('min_kernel_sparsity', 0):.4f}.", "",
-        f"![Sparsity]({figures}/sparsity.png)", "",
+        f"{prune.get('min_kernel_sparsity', 0):.4f}." + (f" Layers with weights left dense: {listed}." if left else ""),
+        "", f"![Sparsity]({figures}/sparsity.png)", "",
     ]
 
 
@@ -264,8 +267,9 @@ def xnnpack_markdown(metrics: dict, convert: dict, bench: dict) -> list[str]:
 def channel_markdown(shrink: dict, channels: dict) -> list[str]:
     """The report's channel-pruning paragraph and per-layer width table."""
     c = shrink
-    if not c or c.get("criterion") == "none":
-        return ["Channel pruning: off (`shrink.criterion=none`).", ""]
+    if not c or c.get("skipped"):
+        return [f"Channel pruning: skipped, {c.get('skipped', 'shrink.criterion=none')}; `shrunk_*` variants are "
+                "not exported.", ""]
     rows = [
         f"Channel pruning (`{c['criterion']}`, keep {c.get('keep')}): {c['dead_channels']} dead channels found; "
         f"multiply-adds per image {c['macs_before']:,} -> {c['macs_after']:,} (**{c['flops_ratio']:.2f}x fewer**), "

@@ -14,8 +14,7 @@ from typing import Sequence
 import numpy as np
 import tf_keras as keras
 
-from train2infer import Train2InferError
-from train2infer.models.graph import PER_CHANNEL, bn_scale, chain, flat_per_channel, is_producer
+from train2infer.models.graph import PER_CHANNEL, GraphNotSupported, bn_scale, chain, flat_per_channel, is_producer
 
 L = keras.layers
 
@@ -37,7 +36,7 @@ def producers(model: keras.Model, exclude: Sequence[str] = ()) -> list[Producer]
         exclude: Layer-name patterns (fnmatch) to leave at full width.
 
     Raises:
-        Train2InferError: If a producer's channels reach a layer that mixes positions and
+        GraphNotSupported: If the model is not a chain, or a producer's channels reach a layer that mixes positions and
             channels (``Flatten``, ``Reshape``) before the next producer.
     """
     layers = chain(model)
@@ -49,7 +48,7 @@ def producers(model: keras.Model, exclude: Sequence[str] = ()) -> list[Producer]
             continue
         odd = [f for f in follow if not isinstance(f, PER_CHANNEL) and not flat_per_channel(f)]
         if odd:
-            raise Train2InferError(
+            raise GraphNotSupported(
                 f"cannot prune channels of {layer.name}: {odd[0].name} ({type(odd[0]).__name__}) "
                 "lies between it and the next convolution / dense layer"
             )

@@ -18,8 +18,9 @@ def run(cfg, train_cfg, seed: int, data: str | Path, model_in: str | Path, model
         seed: Global seed.
         data: Prepared-data folder (training images probe for dead channels and fine-tune).
         model_in: The trained ``.keras`` model.
-        model_out: ``.keras`` file to write: the smaller dense model (with ``criterion:
-            none`` the trained model itself).
+        model_out: ``.keras`` file to write: the smaller dense model (the trained model
+            itself with ``criterion: none`` or on a graph channel pruning cannot handle yet;
+            the summary's ``skipped`` says why).
         reports: Folder to write: DVCLive fine-tuning metrics (``metrics.json`` with the
             summary below, ``plots/metrics/``) and ``channels.json`` (width, kept and dead
             channels per layer).
@@ -39,14 +40,19 @@ def run(cfg, train_cfg, seed: int, data: str | Path, model_in: str | Path, model
     trained = io.load_model(model_in)  # fail fast, before any work, on a bad file
     train_xy, val_xy = load_prepared(data, "train"), load_prepared(data, "val")
     with Live(dir=str(reports), dvcyaml=None, save_dvc_exp=False) as live:
-        if cfg.criterion == "none":
+        skipped = "shrink.criterion=none" if cfg.criterion == "none" else None
+        if not skipped:
+            try:
+                chosen = channels.plan(trained, to_float(train_xy[0][: cfg.probe_images]), cfg.criterion, cfg.keep,
+                                       cfg.min_channels, cfg.exclude)
+            except graph.GraphNotSupported as exc:
+                skipped = f"channel pruning of this graph is not supported yet ({exc})"
+        if skipped:
             shutil.copyfile(model_in, model_out)
             untuned(live, fit.accuracy(trained, *val_xy))
-            live.summary.update({"criterion": "none"})
-            write_json(Path(reports) / "channels.json", {"layers": {}})
+            live.summary.update({"criterion": cfg.criterion, "skipped": skipped})
+            write_json(Path(reports) / "channels.json", {"layers": {}, "skipped": skipped})
             return {**live.summary, "chief": chief}
-        chosen = channels.plan(trained, to_float(train_xy[0][: cfg.probe_images]), cfg.criterion, cfg.keep,
-                               cfg.min_channels, cfg.exclude)
         keep = {name: entry["keep"] for name, entry in chosen.items()}
         shrunk = graph.slice_channels(trained, keep)
         acc_cut = fit.accuracy(shrunk, *val_xy)
@@ -87,8 +93,8 @@ def untuned(live, val_accuracy: float) -> None:
 
 def describe(summary: dict) -> str:
     """The stage's closing line."""
-    if summary["criterion"] == "none":
-        return "shrink: off (shrink.criterion=none): the trained model is passed on unchanged"
+    if summary.get("skipped"):
+        return f"shrink: skipped, {summary['skipped']}: the trained model is passed on unchanged"
     s = summary
     return (f"shrink: {s['criterion']} keep {s['keep']}: MACs {s['macs_before']:,} -> {s['macs_after']:,} "
             f"({s['flops_ratio']:.2f}x fewer), val accuracy {s['val_accuracy_trained']:.4f} -> "

@@ -16,7 +16,8 @@ class TrainConfig:
     fine-tuning in shrink and prune."""
 
     SECTION: ClassVar[str] = "train"
-    epochs: int = ranged(1)
+    epochs: int = ranged(0)  # 0: pass the model on as it is (model=file, or an application with weights)
+    patience: int = ranged(0)  # early stopping on validation loss, best weights restored; 0: off
     batch_size: int = ranged(1)
     learning_rate: float = ranged(0, lo_open=True)
     scale_learning_rate: bool

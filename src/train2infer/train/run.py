@@ -6,6 +6,8 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
+
 from train2infer.core.params import as_dict
 from train2infer.core.publish import write_json
 from train2infer.prepared import load_meta, load_prepared
@@ -40,7 +42,6 @@ def run(model_cfg, cfg, seed: int, data: str | Path, model_out: Path, reports: P
         seconds, validation accuracy, ``resumed_from_epoch``, ``speed``.
     """
     from train2infer import distribute, fit
-    from train2infer.models import builders, config as model_config
     from train2infer.models.io import save_for_inference
 
     meta = load_meta(data)
@@ -48,23 +49,66 @@ def run(model_cfg, cfg, seed: int, data: str | Path, model_out: Path, reports: P
     strategy = fit.setup(cfg, seed)
     mixed = distribute.use_mixed_precision(cfg.mixed_precision)
     chief = distribute.is_chief(strategy)
-
-    def build():
-        return builders.build_model(model_cfg.name, train_xy[0].shape[1:], len(meta["class_names"]), seed,
-                                    **model_config.options(model_cfg))
-
-    key = fit.run_key({"model": as_dict(model_cfg), "train": as_dict(cfg), "seed": seed, "data": meta,
-                       "n": [len(train_xy[0]), len(val_xy[0])], "replicas": strategy.num_replicas_in_sync})
-    workdir = backup_dir(backup, key, chief)
-    model, info, extra = fit_logged(build, strategy, train_xy, val_xy, cfg, seed, workdir, mixed)
-    shutil.copytree(workdir / "live", reports, dirs_exist_ok=True)
+    build, notes = builder(model_cfg, train_xy[0].shape[1:], len(meta["class_names"]), seed)
     desc = distribute.describe(strategy)
+    if cfg.epochs == 0:
+        model, extra = passed_on(build(), val_xy, Path(reports))
+        info = {"global_batch_size": 0}
+    else:
+        key = fit.run_key({"model": as_dict(model_cfg), "train": as_dict(cfg), "seed": seed, "data": meta,
+                           "n": [len(train_xy[0]), len(val_xy[0])], "replicas": strategy.num_replicas_in_sync,
+                           "file": file_digest(model_cfg.path) if model_cfg.name == "file" else None})
+        workdir = backup_dir(backup, key, chief)
+        model, info, extra = fit_logged(build, strategy, train_xy, val_xy, cfg, seed, workdir, mixed)
+        shutil.copytree(workdir / "live", reports, dirs_exist_ok=True)
+        shutil.rmtree(workdir, ignore_errors=True)
     write_json(Path(reports) / "throughput.json", {**desc, **extra["speed"], "jit_compile": cfg.jit_compile,
                                                    "global_batch_size": info["global_batch_size"],
-                                                   "mixed_precision": mixed})
+                                                   "mixed_precision": mixed, "model_notes": notes})
     save_for_inference(model, model_out)
-    shutil.rmtree(workdir, ignore_errors=True)
-    return {"chief": chief, "strategy": desc["strategy"], "replicas": desc["replicas"], "epochs": cfg.epochs, **extra}
+    return {"chief": chief, "strategy": desc["strategy"], "replicas": desc["replicas"], "epochs": cfg.epochs,
+            "notes": notes, **extra}
+
+
+def builder(model_cfg, input_shape, num_classes: int, seed: int):
+    """A function that returns a fresh model (called inside the strategy's scope), and notes.
+
+    ``model=file`` is loaded and checked against the data here, before any training.
+    """
+    from train2infer.models import builders, config as model_config, io
+
+    if model_cfg.name == "file":
+        _, notes = io.load_user_model(model_cfg.path, input_shape, num_classes)  # fail fast, one line
+        return (lambda: io.load_user_model(model_cfg.path, input_shape, num_classes)[0]), notes
+    return (lambda: builders.build_model(model_cfg.name, input_shape, num_classes, seed,
+                                         **model_config.options(model_cfg))), []
+
+
+def file_digest(path) -> str:
+    """MD5 of a model file, or of every file under a SavedModel folder (keys the resumable state)."""
+    import hashlib
+
+    p, digest = Path(path), hashlib.md5()
+    for f in sorted([p] if p.is_file() else [q for q in p.rglob("*") if q.is_file()]):
+        digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
+def passed_on(model, val_xy, reports: Path):
+    """``train.epochs=0``: the model as it is, its validation accuracy logged as the one point."""
+    from dvclive import Live
+
+    from train2infer import fit
+
+    val_acc = fit.accuracy(model, *val_xy)
+    with Live(dir=str(reports), dvcyaml=None, save_dvc_exp=False) as live:
+        live.log_metric("val/accuracy", val_acc)
+        live.summary.update(val_accuracy_inference=val_acc, epochs_run=0)
+        live.make_summary()
+    speed = {"images_per_second": 0.0, "images_per_second_per_replica": 0.0, "epochs_timed": 0,
+             "median_epoch_seconds": 0.0, "input_images_per_second": 0.0, "input_headroom": 0.0}
+    return model, {"seconds": 0.0, "val_accuracy": val_acc, "resumed_from_epoch": 0, "speed": speed,
+                   "best_epoch": None}
 
 
 def fit_logged(build, strategy, train_xy, val_xy, cfg, seed: int, workdir: Path, mixed: bool):
@@ -77,22 +121,27 @@ def fit_logged(build, strategy, train_xy, val_xy, cfg, seed: int, workdir: Path,
 
     with Live(dir=str(workdir / "live"), resume=True, dvcyaml=None, save_dvc_exp=False) as live:
         logger, timer = fit.LiveLogger(live), fit.EpochTimer()
+        stop = ([keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)]
+                if cfg.patience else [])
         t0 = time.perf_counter()
         model, info = fit.fit_classifier(
             build, strategy, train_xy, val_xy, epochs=cfg.epochs, batch_size=cfg.batch_size,
             learning_rate=cfg.learning_rate, scale_learning_rate=cfg.scale_learning_rate, seed=seed,
-            callbacks=[timer, logger, keras.callbacks.BackupAndRestore(str(workdir / "checkpoint"))],
+            callbacks=[timer, logger, keras.callbacks.BackupAndRestore(str(workdir / "checkpoint")), *stop],
             jit_compile=cfg.jit_compile)
         seconds = time.perf_counter() - t0
         model = fit.as_float32(model, build)
         val_acc = fit.accuracy(model, *val_xy)
         speed = measure_speed(timer, train_xy, info, seed)
+        losses = info["history"].get("val_loss", [])
+        best = int(np.argmin(losses)) + logger.resumed_from_epoch if cfg.patience and losses else None
         live.summary.update(val_accuracy_inference=val_acc, resumed_from_epoch=logger.resumed_from_epoch,
+                            epochs_run=len(timer.seconds) + logger.resumed_from_epoch, best_epoch=best,
                             replicas=info["replicas"], global_batch_size=info["global_batch_size"],
                             train_seconds=round(seconds, 2), images_per_second=speed["images_per_second"],
                             mixed_precision=int(mixed))
     return model, info, {"seconds": seconds, "val_accuracy": val_acc, "resumed_from_epoch": logger.resumed_from_epoch,
-                         "speed": speed}
+                         "speed": speed, "best_epoch": best, "epochs_run": live.summary["epochs_run"]}
 
 
 def measure_speed(timer, train_xy, info: dict, seed: int) -> dict:
@@ -109,9 +158,14 @@ def measure_speed(timer, train_xy, info: dict, seed: int) -> dict:
 
 def describe(result: dict) -> str:
     """The stage's closing line."""
+    notes = "".join(f"; {n}" for n in result["notes"])
+    if result["epochs"] == 0:
+        return f"train: epochs=0, the model is passed on as it is{notes}; val accuracy {result['val_accuracy']:.4f}"
     resumed = f" (resumed at epoch {result['resumed_from_epoch']})" if result["resumed_from_epoch"] else ""
+    best = f", best epoch {result['best_epoch'] + 1} restored" if result["best_epoch"] is not None else ""
     s = result["speed"]
-    return (f"train: {result['strategy']} x{result['replicas']}, {result['epochs']} epochs in "
+    return (f"train: {result['strategy']} x{result['replicas']}, {result['epochs_run']}/{result['epochs']} epochs"
+            f"{best}{notes} in "
             f"{result['seconds']:.1f}s{resumed}, {s['images_per_second_per_replica']:.0f} images/s per replica "
             f"(input pipeline {s['input_images_per_second']:,.0f} images/s, {s['input_headroom']:.0f}x), "
             f"val accuracy {result['val_accuracy']:.4f}")
