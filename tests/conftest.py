@@ -19,9 +19,17 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 
 def pytest_configure(config):
+    import os
+
     from train2infer import distribute
 
     distribute.split_cpu(2)  # before TensorFlow's runtime starts: MirroredStrategy gets 2 replicas
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # `make test` runs two workers on two cores: one thread per op each, or their thread
+        # pools fight (half of the CPU time went to the kernel). Subprocesses are not affected.
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,8 @@ import pytest
 from helpers import params
 from train2infer.models.config import ARCHS
 
+MERGES = {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"}
+
 pytestmark = pytest.mark.slow
 
 SMALL = [
@@ -79,14 +81,19 @@ def check_pipeline(out: dict, model) -> None:
     assert entry["keras_fold"]["layers_after"] < entry["keras_fold"]["layers_before"]
     fusion = entry["tflite"]["pruned_tflite_float"]["fusion"]
     credited = {name for op in fusion["ops"] for name in op["keras_layers"]}
-    computing = {r["layer"] for r in work.layer_macs(model)}
-    assert computing <= credited, sorted(computing - credited)[:5]  # every layer doing arithmetic maps to an op
+    # every kernel layer and merge maps to a TFLite op (Rescaling / Normalization may fold into the stem conv)
+    computing = {r["layer"] for r in work.layer_macs(model) if r["kind"] == "kernel" or r["type"] in MERGES}
+    computing |= {layer.name for layer in model.layers if type(layer).__name__ == "Concatenate"}
+    assert computing <= credited, sorted(computing - credited)[:5]
     assert {u["reason"] for u in fusion["unmapped"]} <= {"identity at inference", "not found in op names"}
     macs = out["manifest"]["sources"]["pruned"]["macs"]
     assert macs == pytest.approx(sum(work.traced_macs(model).values()), rel=0.02)
 
 
-@pytest.mark.parametrize("arch", list(ARCHS))
+# MobileNetV3Small (squeeze-excite, hard-swish, residual adds) runs in `make test`; the others take
+# 2-8 minutes each here (DenseNet121's 430 layers, ResNet50's 25M weights) and run in `make test-archs`.
+@pytest.mark.parametrize("arch", [a if a == "MobileNetV3Small" else pytest.param(a, marks=pytest.mark.archs)
+                                  for a in ARCHS])
 def test_every_listed_architecture_goes_through_every_stage(arch, shapes32, tmp_path):
     from train2infer.models import io
 
@@ -125,8 +132,8 @@ def users_file(shapes32, tmp_path_factory):
     keras.utils.set_random_seed(1)
     x, y = load_prepared(shapes32, "train")
     model = two_branch_model(x.shape[1:], 3)
-    model.compile("adam", "sparse_categorical_crossentropy")
-    model.fit(to_float(x), y, epochs=3, verbose=0)
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+    model.fit(to_float(x), y, epochs=15, verbose=0)
     path = tmp_path_factory.mktemp("user") / "users_net.keras"
     model.save(path)
     xt, yt = load_prepared(shapes32, "test")
@@ -140,7 +147,7 @@ def test_a_users_model_file_goes_through_unchanged_with_zero_epochs(users_file, 
     path, accuracy = users_file
     p = params(SMALL + ["model=file", f"model.path={path}", "train.epochs=0"])
     out = through_the_pipeline(p, shapes32, tmp_path)
-    assert out["evaluate"]["variants"]["trained_keras_float"]["accuracy"] == accuracy
+    assert out["evaluate"]["variants"]["trained_keras_float"]["accuracy"] == round(accuracy, 6)  # as metrics round
     assert any("softmax" in n for n in out["train"]["notes"])
     trained = io.load_model(tmp_path / "models" / "trained.keras")
     assert trained.layers[-1].get_config()["activation"] == "linear"

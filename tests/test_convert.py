@@ -203,7 +203,7 @@ def test_convert_run_exports_every_listed_precision_and_a_manifest(tmp_path, tin
     cfg = dataclasses.replace(tiny.convert, quantization=["dynamic", "int8"])
     sources = {"trained": trained_file, "shrunk": trained_file, "pruned": trained_file}
     summary = run(cfg, tiny.seed, prepared, sources, tmp_path / "export", tmp_path / "summary.json")
-    assert summary["skipped"] == {"shrunk": "identical to trained (shrink.criterion=none)"}
+    assert summary["skipped"] == {"shrunk": "identical to trained (the shrink stage passed it on unchanged)"}
     variants, facts = read_manifest(tmp_path / "export")
     names = [v.name for v in variants]
     assert names == ["trained_tflite_float", "trained_tflite_dynamic", "trained_tflite_int8", "trained_saved_model_float",

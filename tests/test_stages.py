@@ -93,7 +93,17 @@ def test_train_on_a_users_model_the_data_cannot_feed(workdir):
 
     x = keras.Input((28, 28, 3))
     keras.Model(x, keras.layers.Dense(10)(keras.layers.Flatten()(x))).save(workdir / "mine.keras")
-    write_params(workdir / "file.yaml", TINY + ["model=file", f"model.path={workdir / 'mine.keras'}", "train.epochs=0"])
+    tiny_but_model = [o for o in TINY if not o.startswith("model.")]
+    write_params(workdir / "file.yaml", tiny_but_model + ["model=file", f"model.path={workdir / 'mine.keras'}",
+                                                          "train.epochs=0"])
     proc = run_stage("train", ["--params", "file.yaml", "--data", "prepared", "--model", "out/m.keras",
                                "--reports", "out/r", "--backup", "out/b"], workdir)
     assert_clean_failure(proc, workdir, "mine.keras", "(28, 28, 3)", "(16, 16, 1)", "prepare.image_size")
+
+
+def test_an_image_size_too_small_for_the_architecture_stops_the_first_stage(workdir):
+    """A rule between sections (model=application needs 32x32) fails whichever stage runs first,
+    here prepare, before it writes anything."""
+    write_params(workdir / "small.yaml", TINY[:1] + ["model=application"])
+    proc = run_stage("prepare", ["--params", "small.yaml", "--out", "out/prepared", "--summary", "out/s.json"], workdir)
+    assert_clean_failure(proc, workdir, "model.name='application' needs prepare.image_size >= 32", "got 16")

@@ -37,9 +37,14 @@ def run(model_cfg, cfg, seed: int, data: str | Path, model_out: Path, reports: P
         backup: Folder for the resumable state (``BackupAndRestore`` checkpoint and the
             DVCLive logs), kept until the run succeeds.
 
+    With ``cfg.epochs == 0`` nothing is fitted: the model (``model=file``, or an application
+    with weights) is checked, its validation accuracy logged, and it is passed on as it is.
+
     Returns:
         ``chief`` (only the chief's outputs are to be published), strategy, replicas,
-        seconds, validation accuracy, ``resumed_from_epoch``, ``speed``.
+        seconds, validation accuracy, ``resumed_from_epoch``, ``speed``, ``epochs_run``,
+        ``best_epoch`` (early stopping's restored epoch, or None) and ``notes`` (what was
+        changed in a user's model).
     """
     from train2infer import distribute, fit
     from train2infer.models.io import save_for_inference
@@ -108,7 +113,7 @@ def passed_on(model, val_xy, reports: Path):
     speed = {"images_per_second": 0.0, "images_per_second_per_replica": 0.0, "epochs_timed": 0,
              "median_epoch_seconds": 0.0, "input_images_per_second": 0.0, "input_headroom": 0.0}
     return model, {"seconds": 0.0, "val_accuracy": val_acc, "resumed_from_epoch": 0, "speed": speed,
-                   "best_epoch": None}
+                   "best_epoch": None, "epochs_run": 0}
 
 
 def fit_logged(build, strategy, train_xy, val_xy, cfg, seed: int, workdir: Path, mixed: bool):
