@@ -92,3 +92,16 @@ def test_a_variant_without_a_matching_peak_shows_na_not_a_ratio():
     table = parse_summary_table(sections.markdown_table(metrics, sections.SUMMARY_COLUMNS))
     assert table["bf"]["% of peak"] == "n/a" and table["base"]["% of peak"] == "50%"
     assert any("n/a: no bf16 peak measured" in line for line in sections.work(metrics, "."))
+
+
+def test_layers_left_dense_are_grouped_by_reason():
+    from train2infer.report import sections
+
+    sparsity = {"pruned": [{"layer": "c", "sparsity": 0.8}],
+                "not_pruned": [{"layer": f"dw{i}", "reason": "TF-MOT prunes no weights of DepthwiseConv2D"}
+                               for i in range(5)] + [{"layer": "logits", "reason": "left out by prune.exclude"}]}
+    text = "\n".join(sections.pruning({}, {}, {"target_sparsity": 0.8}, sparsity, "fig"))
+    assert ("Layers with weights left dense: 5 (`dw0`, `dw1`, `dw2`, ...): TF-MOT prunes no weights of "
+            "DepthwiseConv2D; 1 (`logits`): left out by prune.exclude.") in text
+    assert "Layers with weights left dense" not in "\n".join(
+        sections.pruning({}, {}, {}, {"pruned": [], "not_pruned": []}, "fig"))

@@ -186,9 +186,11 @@ def memory(mem_by_variant: dict) -> list[str]:
 
 def pruning(shrink: dict, channels: dict, prune: dict, sparsity: dict, figures: str) -> list[str]:
     """Channel pruning (shrink) and magnitude pruning (prune)."""
-    left = sparsity.get("not_pruned", [])
-    listed = ", ".join(f"`{r['layer']}` ({r['reason']})" for r in left[:8]) + (f" and {len(left) - 8} more"
-                                                                            if len(left) > 8 else "")
+    left: dict[str, list[str]] = {}
+    for r in sparsity.get("not_pruned", []):
+        left.setdefault(r["reason"], []).append(f"`{r['layer']}`")
+    listed = "; ".join(f"{len(names)} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''}): {why}"
+                       for why, names in left.items())
     return ["## Pruning", ""] + channel_markdown(shrink, channels) + [
         f"Magnitude pruning (TF-MOT, pattern `{prune.get('pattern', 'unstructured')}`, policy "
         f"`{prune.get('policy', 'none')}`, from the {prune.get('start_from', 'trained')} model): target sparsity "
