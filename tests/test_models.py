@@ -197,3 +197,19 @@ def test_fold_and_counts_on_every_listed_architecture(arch):
 
     model = builders.build_application((32, 32, 3), 5, arch=arch, alpha=0.35 if ARCHS[arch] else 1.0)
     _check_fold_and_count(_random_batchnorm(model), np.random.default_rng(0).random((2, 32, 32, 3)))
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5", ""])  # "": a SavedModel folder written by Keras
+def test_a_users_model_loads_from_every_keras_format(tmp_path, suffix):
+    import tf_keras as keras
+
+    from train2infer.models import io
+
+    x = keras.Input((8, 8, 1))
+    model = keras.Model(x, keras.layers.Dense(3)(keras.layers.Flatten()(keras.layers.Conv2D(2, 3)(x))))
+    path = tmp_path / f"mine{suffix}"
+    model.save(path)
+    loaded, notes = io.load_user_model(path, (8, 8, 1), 3)
+    images = np.random.default_rng(0).random((2, 8, 8, 1)).astype("float32")
+    np.testing.assert_array_equal(loaded(images).numpy(), model(images).numpy())
+    assert notes == []

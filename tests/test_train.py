@@ -170,3 +170,23 @@ def test_early_stopping_restores_the_epoch_with_the_lowest_validation_loss(tmp_p
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, load_model(tmp_path / "m.keras")(to_float(x)))
     assert float(loss) == pytest.approx(min(losses), rel=1e-3)
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["best_epoch"] == result["best_epoch"]
+
+
+@pytest.mark.slow
+def test_a_users_model_file_is_fine_tuned_with_epochs(tmp_path, tiny, prepared, trained_file):
+    """model=file with train.epochs > 0: the same graph, trained further from the file's weights."""
+    import dataclasses
+
+    from helpers import TINY, params
+    from train2infer.models.io import load_model
+    from train2infer.train.run import run
+
+    p = params([o for o in TINY if not o.startswith("model.")] + ["model=file", f"model.path={trained_file}"])
+    cfg = dataclasses.replace(p.train, epochs=1, learning_rate=1e-4)
+    result = run(p.model, cfg, p.seed, prepared, tmp_path / "m.keras", tmp_path / "r", tmp_path / "b")
+    before, after = load_model(trained_file), load_model(tmp_path / "m.keras")
+    assert [layer.name for layer in after.layers] == [layer.name for layer in before.layers]
+    assert result["epochs_run"] == 1 and result["notes"] == []
+    changed = [not np.array_equal(a, b) for a, b in zip(before.get_weights(), after.get_weights())]
+    assert any(changed)
+    assert result["val_accuracy"] > 0.8  # started from the trained weights, not from scratch (1 epoch)
