@@ -56,6 +56,7 @@ def run(model_cfg, cfg, seed: int, data: str | Path, model_out: Path, reports: P
     chief = distribute.is_chief(strategy)
     build, notes = builder(model_cfg, train_xy[0].shape[1:], len(meta["class_names"]), seed)
     desc = distribute.describe(strategy)
+    workdir = None  # the resumable state, removed only once the model is saved
     if cfg.epochs == 0:
         model, extra = passed_on(build(), val_xy, Path(reports))
         info = {"global_batch_size": 0}
@@ -66,11 +67,12 @@ def run(model_cfg, cfg, seed: int, data: str | Path, model_out: Path, reports: P
         workdir = backup_dir(backup, key, chief)
         model, info, extra = fit_logged(build, strategy, train_xy, val_xy, cfg, seed, workdir, mixed)
         shutil.copytree(workdir / "live", reports, dirs_exist_ok=True)
-        shutil.rmtree(workdir, ignore_errors=True)
     write_json(Path(reports) / "throughput.json", {**desc, **extra["speed"], "jit_compile": cfg.jit_compile,
                                                    "global_batch_size": info["global_batch_size"],
                                                    "mixed_precision": mixed, "model_notes": notes})
     save_for_inference(model, model_out)
+    if workdir is not None:
+        shutil.rmtree(workdir, ignore_errors=True)
     return {"chief": chief, "strategy": desc["strategy"], "replicas": desc["replicas"], "epochs": cfg.epochs,
             "notes": notes, **extra}
 
