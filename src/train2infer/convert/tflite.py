@@ -8,6 +8,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from train2infer.core.variants import PRECISIONS
+from train2infer.models import graph
 
 
 def to_tflite(
@@ -96,7 +97,7 @@ def fusion_table(model: keras.Model, ops: list[dict]) -> dict:
         ``unmapped`` lists layers found in no op (with the reason when known).
     """
     layers = keras_layers(model)
-    names = sorted((layer.name for layer in layers), key=len, reverse=True)  # longest first: names hold "/"
+    names = graph.by_length(layers)
     prefix = model.name + "/"
     follows = {}  # BN name -> name of the layer feeding it
     for layer in layers:
@@ -110,8 +111,7 @@ def fusion_table(model: keras.Model, ops: list[dict]) -> dict:
         for tensor_name in op["outputs"] + op["weights"]:
             for part in tensor_name.split(";"):
                 if part.startswith(prefix):
-                    rest = part[len(prefix) :] + "/"
-                    layer_name = next((n for n in names if rest.startswith(n + "/")), None)
+                    layer_name = graph.owner(part[len(prefix) :], names)
                     if layer_name and layer_name not in mentioned and layer_name not in seen:
                         mentioned.append(layer_name)
         for bn, src in follows.items():

@@ -142,6 +142,19 @@ def widths(model: keras.Model) -> dict[str, int]:
 # --------------------------------------------------------------------------- any functional graph
 
 
+def by_length(layers) -> list[str]:
+    """The names of ``layers``, longest first, for :func:`owner`."""
+    return sorted((layer.name for layer in layers), key=len, reverse=True)
+
+
+def owner(path: str, names: list[str]) -> str | None:
+    """The layer whose name scope ``path`` (an op or tensor name without the model's scope)
+    lies in. Layer names may hold ``/`` (``expanded_conv/squeeze_excite/Mul``), so ``names``
+    (from :func:`by_length`) is tried longest first."""
+    path += "/"
+    return next((n for n in names if path.startswith(n + "/")), None)
+
+
 def functional(model: keras.Model) -> keras.Model:
     """The model as a functional graph (a built ``Sequential`` becomes one over the same layers)."""
     if isinstance(model, keras.Sequential):

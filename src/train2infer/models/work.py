@@ -145,18 +145,19 @@ def traced_macs(model: keras.Model) -> dict[str, float]:
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
     from tensorflow.python.profiler.internal import flops_registry  # noqa: F401  (registers the statistics)
 
+    from train2infer.models import graph
+
     spec = tf.TensorSpec([1, *model.input_shape[1:]], model.input.dtype)
-    graph = convert_variables_to_constants_v2(
+    frozen = convert_variables_to_constants_v2(
         tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)).graph
-    names = sorted((layer.name for layer in model.layers), key=len, reverse=True)
+    names = graph.by_length(model.layers)
     found: dict[str, float] = {}
-    for op in graph.get_operations():
+    for op in frozen.get_operations():
         if op.type not in KERNEL_OPS | ELEMENTWISE_OPS:
             continue
-        path = op.name.split("/", 1)[-1]  # drop the model's scope
-        owner = next((n for n in names if path.startswith(n + "/")), None)
+        owner = graph.owner(op.name.split("/", 1)[-1], names)  # without the model's scope
         try:
-            flops = tf_ops.get_stats_for_node_def(graph, op.node_def, "flops").value
+            flops = tf_ops.get_stats_for_node_def(frozen, op.node_def, "flops").value
         except ValueError:  # a shape TensorFlow cannot know statically: no statistic
             flops = None
         if owner is not None and flops:
