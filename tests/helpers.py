@@ -160,3 +160,44 @@ def library_imports(path: Path, seen: set[str] | None = None) -> set[str]:
                     seen.add(mod)
                     library_imports(f, seen)
     return seen
+
+
+def kill_classes(model, deps, classes) -> None:
+    """Make channel ``classes`` exactly 0 wherever they are read, by construction: their output
+    filters and biases zeroed in every layer that carries them, BatchNorm gamma and beta 0 (so
+    ReLU, ReLU6, swish and hard-swish give 0, squeeze-excite multiplies 0 by its gate)."""
+    import tf_keras as keras
+
+    from train2infer.models import groups
+
+    L = keras.layers
+    classes = np.array(sorted(classes))
+    for tensor, ids in deps.index.items():
+        at = np.flatnonzero(np.isin(ids, classes))
+        layer = model.get_layer(tensor)
+        w = layer.get_weights()
+        if not len(at) or not w:
+            continue
+        if isinstance(layer, L.BatchNormalization):
+            w[0][at], w[1][at] = 0, 0
+        elif isinstance(layer, L.DepthwiseConv2D):
+            w[0][:, :, at // w[0].shape[-1], at % w[0].shape[-1]] = 0
+        elif groups.is_reader(layer):
+            w[1 if isinstance(layer, L.SeparableConv2D) else 0][..., at] = 0
+        else:
+            continue
+        if getattr(layer, "use_bias", False):
+            w[-1][at] = 0
+        layer.set_weights(w)
+
+
+def shuffle_batchnorm(model, seed: int = 0) -> None:
+    """Random BatchNorm statistics, so that a freshly built model is not an identity at inference."""
+    import tf_keras as keras
+
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.set_weights([rng.uniform(0.5, 1.5, a.shape).astype(a.dtype) if "gamma" in v.name or "variance"
+                               in v.name else rng.normal(0, 0.1, a.shape).astype(a.dtype)
+                               for v, a in zip(layer.weights, layer.get_weights())])

@@ -7,8 +7,7 @@ import pytest
 
 import json
 
-from train2infer import Train2InferError
-from train2infer.models import graph, io, work
+from train2infer.models import graph, groups, io, work
 from train2infer.prepared import to_float
 from train2infer.shrink import channels
 
@@ -21,19 +20,25 @@ def _kill(model, layer_bn: str, channels) -> None:
     bn.set_weights([gamma, beta, mean, var])
 
 
+def _widths(model) -> dict[str, int]:
+    return {layer.name: layer.output_shape[-1] for layer in model.layers if groups.is_reader(layer)}
+
+
 def test_removing_only_dead_channels_keeps_the_outputs(trained, digits):
+    """The chain CNN is one case of the general grouping: each conv's channels are one group."""
     splits, _ = digits
     model = io.clone(trained)
     _kill(model, "s0c0_bn", [1, 5])
     _kill(model, "s1c0_bn", [0, 3, 9])
     x = to_float(splits["train"][0])
-    plan = channels.plan(model, x, "dead", keep=1.0)
-    dead = {n: e["width"] - len(e["keep"]) for n, e in plan.items()}
-    assert dead["s0c0_conv"] >= 2 and dead["s1c0_conv"] >= 3
-    assert not {1, 5} & set(plan["s0c0_conv"]["keep"].tolist())
-    shrunk = graph.slice_channels(model, {n: e["keep"] for n, e in plan.items()})
-    widths = graph.widths(shrunk)
-    assert widths == {n: len(e["keep"]) for n, e in plan.items()} | {"logits": 10}
+    chosen = channels.plan(model, x, "dead", keep=1.0)
+    rows = {r["name"]: r for r in chosen["groups"]}
+    assert rows["s0c0_conv"]["dead"] >= 2 and rows["s1c0_conv"]["dead"] >= 3
+    assert rows["s0c0_conv"]["tensors"] == ["s0c0_conv", "s0c0_bn", "s0c0_relu", "s0_pool"]
+    assert not {1, 5} & set(np.flatnonzero(chosen["deps"].kept(chosen["removed"])["s0c0_conv"] == 0))
+    shrunk = groups.slice_model(model, chosen["deps"], chosen["removed"])
+    widths = _widths(shrunk)
+    assert widths == {n: r["kept"] for n, r in rows.items() if not r["pinned"]} | {"logits": 10}
     assert shrunk.get_layer("s0c0_bn").get_weights()[0].shape == (widths["s0c0_conv"],)
     assert shrunk.get_layer("s1c0_conv").get_weights()[0].shape[2] == widths["s0c0_conv"]  # next layer's inputs
     x_test = to_float(splits["test"][0])
@@ -46,35 +51,50 @@ def test_removing_only_dead_channels_keeps_the_outputs(trained, digits):
 def test_norm_criteria_keep_the_requested_widths(trained, digits, criterion):
     splits, _ = digits
     x = to_float(splits["train"][0][:500])
-    plan = channels.plan(trained, x, criterion, keep=0.5, min_channels=2, exclude=["hidden"])
-    assert set(plan) == {"s0c0_conv", "s1c0_conv"}  # hidden excluded, the classifier never pruned
-    shrunk = graph.slice_channels(trained, {n: e["keep"] for n, e in plan.items()})
-    assert graph.widths(shrunk) == {"s0c0_conv": 4, "s1c0_conv": 8, "hidden": 32, "logits": 10}
-    # the kept filters are exactly the surviving weights of the original
+    chosen = channels.plan(trained, x, criterion, keep=0.5, min_channels=2, exclude=["hidden"])
+    rows = {r["name"]: r for r in chosen["groups"]}
+    assert rows["hidden"]["pinned"] == "shrink.exclude matches 'hidden'"
+    assert rows["logits"]["pinned"] == "logits: the model's output"  # the classifier is never pruned
+    shrunk = groups.slice_model(trained, chosen["deps"], chosen["removed"])
+    assert _widths(shrunk) == {"s0c0_conv": 4, "s1c0_conv": 8, "hidden": 32, "logits": 10}
+    # the kept filters are exactly the surviving weights of the original, the ones with the largest norms
+    kept = chosen["deps"].kept(chosen["removed"])["s0c0_conv"]
     k0 = trained.get_layer("s0c0_conv").get_weights()[0]
-    np.testing.assert_array_equal(shrunk.get_layer("s0c0_conv").get_weights()[0], k0[..., plan["s0c0_conv"]["keep"]])
-    norms = channels.channel_norms(channels.producers(trained)[0], 1 if criterion == "l1" else 2)
-    kept = plan["s0c0_conv"]["keep"]
-    dropped = np.setdiff1d(np.arange(8), kept)
-    alive = np.flatnonzero(channels.channel_activity(trained, channels.producers(trained)[:1], x)["s0c0_conv"] > 0)
-    assert norms[kept].min() >= norms[np.intersect1d(dropped, alive)].max(initial=0)
+    np.testing.assert_array_equal(shrunk.get_layer("s0c0_conv").get_weights()[0], k0[..., kept])
+    bn = graph.bn_scale(trained.get_layer("s0c0_bn"))
+    norms = channels.filter_norms(trained.get_layer("s0c0_conv"), 1 if criterion == "l1" else 2, bn)
+    deps = chosen["deps"]
+    alive = channels.alive_classes(trained, deps, x)
+    live = np.array([c in alive for c in deps.index["s0c0_conv"]])
+    dropped = np.setdiff1d(np.flatnonzero(live), kept)
+    assert norms[kept].min() >= norms[dropped].max(initial=0)
 
 
-def test_channel_pruning_refuses_what_it_cannot_follow():
-    import tf_keras as keras
+def test_kept_widths_round_up_to_a_multiple_and_global_ranking_spreads_the_cut(trained, digits):
+    x = to_float(digits[0]["train"][0][:200])
+    for keep, round_to in [(0.3, 1), (0.3, 4), (0.6, 8)]:
+        rows = {r["name"]: r for r in channels.plan(trained, x, "l1", keep, 1, (), round_to)["groups"]}
+        for name, width in {"s0c0_conv": 8, "s1c0_conv": 16, "hidden": 32}.items():
+            live = width - rows[name]["dead"]
+            want = min(width, -(-min(live, round(keep * width)) // round_to) * round_to)
+            assert rows[name]["kept"] == want, (keep, round_to, name)
+    chosen = channels.plan(trained, x, "l1", 0.5, 3, (), 1, "global")
+    free = [r for r in chosen["groups"] if not r["pinned"]]
+    assert all(r["kept"] >= 3 for r in free)  # no group emptied
+    assert sum(r["kept"] for r in free) == pytest.approx(0.5 * sum(r["width"] for r in free), abs=3)
 
-    inputs = keras.Input((8, 8, 1))
-    x = keras.layers.Conv2D(4, 3, name="c")(inputs)
-    x = keras.layers.Flatten(name="flat")(x)
-    outputs = keras.layers.Dense(2, name="out")(keras.layers.Dense(3, name="d")(x))
-    with pytest.raises(Train2InferError, match="cannot prune channels of c: flat"):
-        channels.producers(keras.Model(inputs, outputs))
-    a = keras.Input((4,))
-    b = keras.layers.Dense(4)(a)
-    with pytest.raises(Train2InferError, match="chain model"):
-        graph.chain(keras.Model(a, keras.layers.Add()([a, b])))
 
+def test_a_graph_without_removable_channels_is_passed_on(tmp_path, tiny, prepared, trained_file):
+    import dataclasses
 
+    from train2infer.shrink.run import run
+
+    everything = dataclasses.replace(tiny.shrink, exclude=["*"])
+    summary = run(everything, tiny.train, tiny.seed, prepared, trained_file, tmp_path / "s.keras", tmp_path / "r")
+    assert summary["skipped"].startswith("no channel can be removed")
+    assert (tmp_path / "s.keras").read_bytes() == trained_file.read_bytes()
+    report = json.loads((tmp_path / "r" / "channels.json").read_text())
+    assert all(g["pinned"] for g in report["groups"]) and report["skipped"] == summary["skipped"]
 
 
 @pytest.mark.slow
@@ -87,8 +107,9 @@ def test_shrink_run_writes_a_smaller_model_and_its_reports(tmp_path, tiny, prepa
     assert summary["macs_before"] == work.total_macs(work.layer_macs(trained))
     assert summary["macs_after"] == work.total_macs(work.layer_macs(shrunk)) < summary["macs_before"]
     assert summary["params_after"] == shrunk.count_params() < trained.count_params()
-    layers = json.loads((tmp_path / "r" / "channels.json").read_text())["layers"]
-    assert {n: e["kept"] for n, e in layers.items()} == {n: w for n, w in graph.widths(shrunk).items() if n in layers}
+    report = json.loads((tmp_path / "r" / "channels.json").read_text())
+    assert {g["name"]: g["kept"] for g in report["groups"] if g["sources"]} == _widths(shrunk)
+    assert report["pinned"] == {"image": "the model's input"}
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert metrics["flops_ratio"] == pytest.approx(summary["macs_before"] / summary["macs_after"])
     assert (tmp_path / "r" / "plots" / "metrics" / "val" / "accuracy.tsv").is_file()  # one fine-tuning epoch
@@ -103,6 +124,7 @@ def test_shrink_off_passes_the_trained_model_on(tmp_path, tiny, prepared, traine
     summary = run(off, tiny.train, tiny.seed, prepared, trained_file, tmp_path / "s.keras", tmp_path / "r")
     assert summary["criterion"] == "none"
     assert (tmp_path / "s.keras").read_bytes() == trained_file.read_bytes()
-    assert json.loads((tmp_path / "r" / "channels.json").read_text()) == {"layers": {}, "skipped": "shrink.criterion=none"}
+    assert json.loads((tmp_path / "r" / "channels.json").read_text()) == {"groups": [], "pinned": {},
+                                                                          "skipped": "shrink.criterion=none"}
     rows = (tmp_path / "r" / "plots" / "metrics" / "val" / "accuracy.tsv").read_text().splitlines()  # declared output
     assert len(rows) == 2 and float(rows[1].split("\t")[-1]) == pytest.approx(summary["val"]["accuracy"])

@@ -1,93 +1,18 @@
-"""Graph surgery: slicing channels out (chain models), folding BatchNorm and float64 copies (any graph).
+"""Graph surgery on any functional tf_keras model: config-level edits, BatchNorm folding, float64 copies.
 
-Each rebuilds a new Keras model from an existing one, copying (sliced or folded) weights.
-Folding and float64 copies edit the functional model's config (:func:`edit`), so they work
-on any graph: residual adds, concatenations, squeeze-excite multiplies. Channel slicing
-still needs a *chain* model: every layer has one input and one output, as
-:func:`train2infer.models.build_cnn` and :func:`~train2infer.models.build_mobilenet` produce.
-
-Slicing (what channel pruning in :mod:`train2infer.shrink` asks for): a *producer* is a
-``Conv2D`` or a ``Dense``; its output channels flow through per-channel layers
-(BatchNormalization, ReLU, pooling, dropout, padding, depthwise convolutions) to the next
-producer. Removing channel ``j`` of a producer removes its filter, the matching
-BatchNorm / depthwise entries, and input channel ``j`` of the next producer.
+Each rebuilds a new Keras model from the functional model's config (:func:`edit`), so it works
+on any graph: residual adds, concatenations, squeeze-excite multiplies. Channel slicing, which
+builds on the same edit, lives in :mod:`train2infer.models.groups`.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 import tf_keras as keras
 
-from train2infer import Train2InferError
-
 L = keras.layers
-
-
-class GraphNotSupported(Train2InferError):
-    """A rewrite that needs a chain model met a layer with several inputs, or one used twice."""
-
-
-PER_CHANNEL = (L.BatchNormalization, L.ReLU, L.Activation, L.MaxPooling2D, L.AveragePooling2D,
-               L.GlobalAveragePooling2D, L.GlobalMaxPooling2D, L.Dropout, L.ZeroPadding2D,
-               L.DepthwiseConv2D)
-
-
-def chain(model: keras.Model) -> list[L.Layer]:
-    """The layers of a single-input, single-output chain model, input layer excluded.
-
-    Only the model's own graph is looked at (a layer may also be used by other models).
-
-    Raises:
-        Train2InferError: If a layer has several inputs, or does not follow the previous one.
-    """
-    own = getattr(model, "_network_nodes", set())
-    layers = [layer for layer in model.layers if not isinstance(layer, L.InputLayer)]
-    prev = model.layers[0]
-    for layer in layers:
-        nodes = [n for i, n in enumerate(layer._inbound_nodes) if f"{layer.name}_ib-{i}" in own]
-        if len(nodes) != 1:
-            raise GraphNotSupported(f"needs a chain model; {layer.name} is used {len(nodes)} times")
-        inbound = nodes[0].inbound_layers
-        inbound = inbound if isinstance(inbound, (list, tuple)) else [inbound]
-        if len(inbound) != 1 or inbound[0] is not prev:
-            raise GraphNotSupported(f"needs a chain model; {layer.name} does not take (only) the output of "
-                                    f"{prev.name}")
-        prev = layer
-    return layers
-
-
-def copy_layer(layer: L.Layer, **changes) -> L.Layer:
-    cfg = layer.get_config()
-    cfg.update(changes)
-    return layer.__class__.from_config(cfg)
-
-
-def rebuild(model: keras.Model, step: Callable[[L.Layer, np.ndarray | None], list]) -> keras.Model:
-    """Rebuild a chain model; ``step(layer, in_idx)`` returns ``[(new_layer, weights), ...], out_idx``.
-
-    ``in_idx`` is the index array of the input channels that survive (None: all).
-    """
-    inputs = keras.Input(shape=model.input_shape[1:], name=model.layers[0].name)
-    x, idx = inputs, None
-    for layer in chain(model):
-        new_layers, idx = step(layer, idx)
-        for new, weights in new_layers:
-            x = new(x)
-            if weights is not None:
-                new.set_weights(weights)
-    return keras.Model(inputs, x, name=model.name)
-
-
-def flat_per_channel(layer) -> bool:
-    """A Flatten of a 1x1xC tensor (after pooling with keepdims) keeps channels as features."""
-    return isinstance(layer, L.Flatten) and all(d == 1 for d in layer.input_shape[1:-1])
-
-
-def is_producer(layer) -> bool:
-    """A layer whose output channels can be removed: a Dense, or an ungrouped Conv2D."""
-    return isinstance(layer, L.Dense) or (type(layer) is L.Conv2D and layer.groups == 1)
 
 
 def bn_weights(bn: L.BatchNormalization) -> dict[str, np.ndarray]:
@@ -96,47 +21,10 @@ def bn_weights(bn: L.BatchNormalization) -> dict[str, np.ndarray]:
 
 
 def bn_scale(bn: L.BatchNormalization) -> np.ndarray:
+    """What inference-mode BatchNorm multiplies each channel by: ``gamma / sqrt(var + eps)``."""
     w = bn_weights(bn)
     gamma = w.get("gamma", np.ones_like(w["moving_variance"]))
     return gamma / np.sqrt(w["moving_variance"] + bn.epsilon)
-
-
-def slice_channels(model: keras.Model, keep: dict[str, np.ndarray]) -> keras.Model:
-    """Rebuild ``model`` with only the kept output channels of the named producers.
-
-    Args:
-        model: A chain model.
-        keep: ``{producer name: indices of output channels to keep}``; others keep all.
-
-    Returns:
-        A new, smaller dense model (same layer names) with the surviving weights.
-    """
-
-    def step(layer, idx):
-        w = layer.get_weights()
-        if type(layer) is L.Conv2D or isinstance(layer, L.Dense):
-            kernel = w[0] if idx is None else np.take(w[0], idx, axis=-2)
-            out = keep.get(layer.name)
-            if out is not None:
-                kernel = kernel[..., out]
-            new_w = [kernel] + ([w[1] if out is None else w[1][out]] if len(w) > 1 else [])
-            size = {"filters": kernel.shape[-1]} if isinstance(layer, L.Conv2D) else {"units": kernel.shape[-1]}
-            return [(copy_layer(layer, **size), new_w)], out
-        if isinstance(layer, L.DepthwiseConv2D):
-            new_w = w if idx is None else [np.take(w[0], idx, axis=2)] + ([w[1][idx]] if len(w) > 1 else [])
-            return [(copy_layer(layer), new_w)], idx
-        if isinstance(layer, L.BatchNormalization):
-            return [(copy_layer(layer), w if idx is None else [a[idx] for a in w])], idx
-        if w:
-            raise Train2InferError(f"cannot shrink through {layer.name} ({type(layer).__name__})")
-        return [(copy_layer(layer), None)], idx
-
-    return rebuild(model, step)
-
-
-def widths(model: keras.Model) -> dict[str, int]:
-    """Output width (filters / units) of every Conv2D and Dense layer."""
-    return {layer.name: int(layer.get_weights()[0].shape[-1]) for layer in model.layers if is_producer(layer)}
 
 
 # --------------------------------------------------------------------------- any functional graph
@@ -224,6 +112,7 @@ def edit(model: keras.Model, drop: dict[str, str] | None = None, configs: dict[s
         if entry["name"] in drop:
             continue
         entry["inbound_nodes"] = _rewire(entry["inbound_nodes"], drop)
+        entry.pop("build_config", None)  # each layer is built by its call, on its (maybe new) input shape
         entry["config"].update(configs.get(entry["name"], {}))
         if dtype:
             entry["config"]["dtype"] = dtype

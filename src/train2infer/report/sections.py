@@ -280,10 +280,14 @@ def channel_markdown(shrink: dict, channels: dict) -> list[str]:
         f"{c['val_accuracy_fine_tuned']:.4f} after fine-tuning (`models/shrunk.keras`, variants `shrunk_*`).",
         "",
     ]
-    layers = channels.get("layers") or {}
-    if layers:
-        rows += ["| layer | width | kept | dead |", "|---|---:|---:|---:|"]
-        rows += [f"| {n} | {e['width']} | {e['kept']} | {e['dead']} |" for n, e in layers.items()]
+    groups = channels.get("groups") or []
+    if groups:
+        pinned = [g for g in groups if g["pinned"]]
+        rows += [f"{len(groups)} channel groups (channels coupled through adds, concatenations, squeeze-excite "
+                 f"must go together; `reports/shrink/channels.json` lists their layers), {len(pinned)} pinned:", "",
+                 "| group | width | kept | dead | created by | pinned because |", "|---|---:|---:|---:|---|---|"]
+        rows += [f"| {g['name']} | {g['width']} | {g['kept']} | {g['dead']} | {', '.join(g['sources']) or '-'} | "
+                 f"{g['pinned'] or ''} |" for g in groups]
         rows.append("")
     return rows
 

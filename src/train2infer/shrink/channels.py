@@ -1,137 +1,143 @@
-"""Which channels to remove: producers, dead channels, BatchNorm-scaled filter norms.
+"""Which channels to remove: dead channel classes, BatchNorm-scaled filter norms, per group or global.
 
-A channel is *dead* when its value at the end of its producer's chain is never positive on
-the given data (a ReLU that never fires): removing only dead channels leaves the model's
-outputs unchanged on that data. The classifier is never a producer.
+The coupling comes from :func:`train2infer.models.groups.dependencies`: every channel *class*
+(channels that must go together through residual adds, concatenations, squeeze-excite
+multiplies) belongs to one *group*. A class is *dead* when its value is exactly 0 wherever a
+layer reads it (a ReLU that never fires, on the given data): removing only dead classes leaves
+the model's outputs unchanged on that data. A class's importance is the norm of the output
+filters that create it, each scaled by the BatchNorm that follows, normalised by that filter
+bank's mean norm, averaged over its creators.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+import math
 from typing import Sequence
 
 import numpy as np
 import tf_keras as keras
 
-from train2infer.models.graph import PER_CHANNEL, GraphNotSupported, bn_scale, chain, flat_per_channel, is_producer
+from train2infer.models.graph import bn_scale, functional
+from train2infer.models.groups import Dependencies, Group, dependencies
 
 L = keras.layers
 
 
-@dataclass
-class Producer:
-    """A layer whose output channels can be removed, and what its channels flow through."""
+def filter_norms(layer: L.Layer, order: int, scale: np.ndarray | None = None) -> np.ndarray:
+    """L1 (``order=1``) or L2 norm of each output filter of a reader layer (Conv2D, Dense,
+    SeparableConv2D's pointwise kernel, Conv2DTranspose), times ``scale`` per channel."""
+    w = layer.get_weights()
+    kernel = w[1] if isinstance(layer, L.SeparableConv2D) else w[0]
+    if isinstance(layer, L.Conv2DTranspose):  # (kh, kw, out, in)
+        kernel = np.moveaxis(kernel, 2, -1)
+    norms = np.linalg.norm(kernel.reshape(-1, kernel.shape[-1]), ord=order, axis=0)
+    return norms * (np.abs(scale) if scale is not None else 1.0)
 
-    layer: L.Layer
-    follow: list  # per-channel layers up to the next producer
-    end: L.Layer  # where deadness is measured: the last of ``follow`` (or the layer itself)
+
+def importance(model: keras.Model, deps: Dependencies, group: Group, order: int) -> np.ndarray:
+    """Per class of ``group``, the mean over its creators of the (BatchNorm-scaled) filter norm
+    divided by that creator's mean norm (so a large-magnitude branch does not decide alone)."""
+    consumers = deps.consumers
+    position = {c: k for k, c in enumerate(group.classes)}
+    total = np.zeros(len(group.classes))
+    for name in group.sources:
+        layer, after = model.get_layer(name), consumers.get(name, [])
+        bn = model.get_layer(after[0]) if len(after) == 1 else None
+        norms = filter_norms(layer, order, bn_scale(bn) if isinstance(bn, L.BatchNormalization) else None)
+        norms = norms / max(float(norms.mean()), 1e-12)
+        at = np.array([position.get(int(c), -1) for c in deps.index[name]])
+        total += np.bincount(at[at >= 0], weights=norms[at >= 0], minlength=len(total))
+    return total / max(len(group.sources), 1)
 
 
-def producers(model: keras.Model, exclude: Sequence[str] = ()) -> list[Producer]:
-    """The prunable producers of a chain model, in order (the classifier is never one).
+def alive_classes(model: keras.Model, deps: Dependencies, x: np.ndarray, batch_size: int = 64) -> set[int]:
+    """Classes whose value is not 0 everywhere a reader layer reads them, on inputs ``x``.
 
-    Args:
-        model: A chain model.
-        exclude: Layer-name patterns (fnmatch) to leave at full width.
-
-    Raises:
-        GraphNotSupported: If the model is not a chain, or a producer's channels reach a layer that mixes positions and
-            channels (``Flatten``, ``Reshape``) before the next producer.
+    A class that no reader reads (it only reaches pinned layers or the output) counts as alive.
     """
-    layers = chain(model)
-    kinds = [i for i, layer in enumerate(layers) if is_producer(layer)]
-    found = []
-    for a, b in zip(kinds, kinds[1:]):
-        layer, follow = layers[a], layers[a + 1 : b]
-        if any(fnmatch.fnmatchcase(layer.name, p) for p in exclude):
-            continue
-        odd = [f for f in follow if not isinstance(f, PER_CHANNEL) and not flat_per_channel(f)]
-        if odd:
-            raise GraphNotSupported(
-                f"cannot prune channels of {layer.name}: {odd[0].name} ({type(odd[0]).__name__}) "
-                "lies between it and the next convolution / dense layer"
-            )
-        found.append(Producer(layer, follow, follow[-1] if follow else layer))
-    return found
-
-
-def channel_activity(model: keras.Model, prods: Sequence[Producer], x: np.ndarray, batch_size: int = 256):
-    """Per producer, the largest value each channel reaches at the end of its chain on ``x``.
-
-    Args:
-        model: The model.
-        prods: From :func:`producers`.
-        x: float32 model inputs.
-    """
-    probe = keras.Model(model.input, [p.end.output for p in prods])
-    peak = [None] * len(prods)
+    free = {c for g in deps.groups if not g.pinned for c in g.classes}
+    tensors = list(dict.fromkeys(deps.inputs[r][0] for g in deps.groups if not g.pinned for r in g.readers))
+    read = {c for t in tensors for c in deps.index[t].tolist()}
+    alive = {c for c in free if c not in read}
+    if not tensors:
+        return alive
+    model = functional(model)
+    probe = keras.Model(model.inputs, [model.get_layer(t).output for t in tensors])
+    peaks = [np.zeros(len(deps.index[t])) for t in tensors]
     for i in range(0, len(x), batch_size):
         outs = probe(x[i : i + batch_size], training=False)
-        outs = outs if isinstance(outs, (list, tuple)) else [outs]
-        for k, o in enumerate(outs):
-            o = np.asarray(o)
-            m = o.reshape(-1, o.shape[-1]).max(axis=0)
-            peak[k] = m if peak[k] is None else np.maximum(peak[k], m)
-    return {p.layer.name: peak[k] for k, p in enumerate(prods)}
+        for k, o in enumerate(outs if isinstance(outs, (list, tuple)) else [outs]):
+            o = np.abs(np.asarray(o))
+            peaks[k] = np.maximum(peaks[k], o.reshape(-1, o.shape[-1]).max(axis=0))
+    for t, peak in zip(tensors, peaks):
+        alive.update(deps.index[t][peak > 0].tolist())
+    return alive & free | (free - read)
 
 
-def channel_norms(prod: Producer, order: int) -> np.ndarray:
-    """L1 (``order=1``) or L2 norm of each output filter, scaled by the BatchNorm that follows.
+def plan(model: keras.Model, x: np.ndarray, criterion: str, keep: float, min_channels: int = 1,
+         exclude: Sequence[str] = (), round_to: int = 1, ranking: str = "group") -> dict:
+    """Which channel classes to remove.
 
-    A BatchNorm right after the producer multiplies channel ``j`` by ``gamma_j /
-    sqrt(var_j + eps)``; the norm of the folded filter is what the next layer sees.
-    """
-    kernel = prod.layer.get_weights()[0]
-    flat = kernel.reshape(-1, kernel.shape[-1])
-    scale = np.ones(kernel.shape[-1], np.float32)
-    if prod.follow and isinstance(prod.follow[0], L.BatchNormalization):
-        scale = np.abs(bn_scale(prod.follow[0]))
-    return np.linalg.norm(flat * scale, ord=order, axis=0)
-
-
-def plan(
-    model: keras.Model,
-    x: np.ndarray,
-    criterion: str,
-    keep: float,
-    min_channels: int = 1,
-    exclude: Sequence[str] = (),
-) -> dict[str, dict]:
-    """Which channels of each producer to keep.
-
-    Dead channels (never positive on ``x``) are always removed. ``dead`` removes only
-    those; ``l1`` / ``l2`` then keep the ``round(keep x width)`` live channels with the
-    largest (BatchNorm-scaled) filter norms.
+    Dead classes always go. ``dead`` removes only those; ``l1`` / ``l2`` keep, per group,
+    ``round(keep x width)`` live classes with the largest importance (``ranking: group``), or
+    every live class above one importance threshold across groups chosen so that ``keep`` of
+    all classes stay (``ranking: global``). Either way at least ``min_channels`` per group, and
+    the kept count rounded up to a multiple of ``round_to`` (never above the group's width).
 
     Args:
-        model: A trained chain model.
-        x: float32 inputs (training data) to find dead channels on.
+        model: A trained functional model.
+        x: float32 inputs (training data) to find dead classes on.
         criterion: ``dead``, ``l1`` or ``l2``.
-        keep: Fraction of each producer's channels to keep (``l1``/``l2``).
-        min_channels: Never fewer channels than this per producer.
-        exclude: Layer-name patterns to leave at full width.
+        keep: Fraction of each group's (or all groups') classes to keep.
+        min_channels: Never fewer classes than this per group.
+        exclude: Layer-name patterns (fnmatch): a group with a matching member stays whole.
+        round_to: Kept counts are multiples of this.
+        ranking: ``group`` or ``global``.
 
     Returns:
-        ``{layer name: {"keep": sorted index array, "width": original width, "dead": count}}``.
+        ``{"deps", "removed": set of class ids, "groups": [report entry per group]}``.
     """
-    prods = producers(model, exclude)
-    peaks = channel_activity(model, prods, x)
-    result = {}
-    for p in prods:
-        width = p.layer.get_weights()[0].shape[-1]
-        alive = np.flatnonzero(peaks[p.layer.name] > 0)
-        if criterion == "dead":
-            kept = alive
-        elif criterion in ("l1", "l2"):
-            target = max(min_channels, int(round(keep * width)))
-            norms = channel_norms(p, 1 if criterion == "l1" else 2)
-            kept = np.sort(alive[np.argsort(-norms[alive], kind="stable")][:target])
-        else:
-            raise ValueError(f"unknown channel criterion {criterion!r}")
-        if len(kept) < min_channels:  # everything dead: keep the strongest anyway
-            kept = np.sort(np.argsort(-channel_norms(p, 2), kind="stable")[:min_channels])
-        result[p.layer.name] = {"keep": kept, "width": int(width), "dead": int(width - len(alive))}
-    return result
+    deps = dependencies(model)
+    for g in deps.groups:
+        hit = next((p for p in exclude for n in g.tensors + g.sources if fnmatch.fnmatchcase(n, p)), None)
+        if hit and not g.pinned:
+            g.pinned = f"shrink.exclude matches {hit!r}"
+    alive = alive_classes(model, deps, x)
+    free = [g for g in deps.groups if not g.pinned]
+    scores = {id(g): importance(model, deps, g, 2 if criterion == "l2" else 1) for g in free}
+    quota = _quota(free, scores, alive, criterion, keep, ranking)
+    removed, rows = set(), []
+    for g in deps.groups:
+        kept = g.classes if g.pinned else _choose(g, scores[id(g)], alive, quota[id(g)], min_channels, round_to)
+        removed.update(set(g.classes) - set(kept))
+        rows.append({"name": g.name, "width": len(g.classes), "kept": len(kept),
+                     "dead": 0 if g.pinned else sum(c not in alive for c in g.classes),
+                     "tensors": g.tensors, "sources": g.sources, "readers": g.readers, "pinned": g.pinned})
+    return {"deps": deps, "removed": removed, "groups": rows}
 
 
+def _quota(free: list[Group], scores: dict, alive: set, criterion: str, keep: float, ranking: str) -> dict:
+    """Per group, how many live classes to keep before the minimum and the rounding."""
+    live = {id(g): np.array([c in alive for c in g.classes]) for g in free}
+    if criterion == "dead":
+        return {id(g): int(live[id(g)].sum()) for g in free}
+    if criterion not in ("l1", "l2"):
+        raise ValueError(f"unknown channel criterion {criterion!r}")
+    if ranking == "group":
+        return {id(g): min(int(live[id(g)].sum()), int(round(keep * len(g.classes)))) for g in free}
+    pooled = np.concatenate([scores[id(g)][live[id(g)]] for g in free] or [np.zeros(0)])
+    total = sum(len(g.classes) for g in free)
+    n = min(len(pooled), int(round(keep * total)))
+    threshold = np.sort(pooled)[::-1][n - 1] if n else np.inf
+    return {id(g): int(np.sum(scores[id(g)][live[id(g)]] >= threshold)) for g in free}
+
+
+def _choose(g: Group, score: np.ndarray, alive: set, quota: int, min_channels: int, round_to: int) -> list[int]:
+    """The classes of ``g`` kept: live ones by importance, then (to reach the minimum or the
+    rounding) the strongest dead ones."""
+    n = min(len(g.classes), max(quota, min_channels))
+    n = min(len(g.classes), math.ceil(n / round_to) * round_to)
+    live = np.array([c in alive for c in g.classes])
+    order = np.lexsort((-score, ~live))  # live first, each by importance, highest first
+    return [g.classes[k] for k in sorted(order[:n])]

@@ -8,6 +8,7 @@ from typing import ClassVar
 from train2infer.core.params import choice, ranged
 
 CRITERIA = ("none", "dead", "l1", "l2")
+RANKINGS = ("group", "global")
 
 
 @dataclass
@@ -16,9 +17,11 @@ class ShrinkConfig:
 
     SECTION: ClassVar[str] = "shrink"
     criterion: str = choice(*CRITERIA)
-    keep: float = ranged(0, 1, lo_open=True)  # fraction of each layer's channels kept (l1 / l2)
+    keep: float = ranged(0, 1, lo_open=True)  # fraction of each group's channels kept (l1 / l2)
+    ranking: str = choice(*RANKINGS)  # keep per group, or one importance threshold across groups
     min_channels: int = ranged(1)
-    exclude: list[str]  # layer-name patterns left at full width
+    round_to: int = ranged(1)  # kept widths are multiples of this
+    exclude: list[str]  # layer-name patterns: a group running through a matching layer stays whole
     probe_images: int = ranged(1)  # training images on which dead channels are looked for
     epochs: int = ranged(0)
     batch_size: int = ranged(1)

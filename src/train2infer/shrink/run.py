@@ -19,11 +19,11 @@ def run(cfg, train_cfg, seed: int, data: str | Path, model_in: str | Path, model
         data: Prepared-data folder (training images probe for dead channels and fine-tune).
         model_in: The trained ``.keras`` model.
         model_out: ``.keras`` file to write: the smaller dense model (the trained model
-            itself with ``criterion: none`` or on a graph channel pruning cannot handle yet;
-            the summary's ``skipped`` says why).
+            itself with ``criterion: none`` or when no channel can go; the summary's
+            ``skipped`` says why).
         reports: Folder to write: DVCLive fine-tuning metrics (``metrics.json`` with the
-            summary below, ``plots/metrics/``) and ``channels.json`` (width, kept and dead
-            channels per layer).
+            summary below, ``plots/metrics/``) and ``channels.json`` (every channel group: width,
+            kept, dead, its layers, why pinned; every pinned layer with its reason).
 
     Returns:
         The summary: criterion, keep, MACs and parameters before and after, validation
@@ -32,7 +32,7 @@ def run(cfg, train_cfg, seed: int, data: str | Path, model_in: str | Path, model
     from dvclive import Live
 
     from train2infer import distribute, fit
-    from train2infer.models import graph, io
+    from train2infer.models import groups, io
     from train2infer.shrink import channels
 
     strategy = fit.setup(train_cfg, seed)  # first TF call (multi-worker needs it)
@@ -40,38 +40,50 @@ def run(cfg, train_cfg, seed: int, data: str | Path, model_in: str | Path, model
     trained = io.load_model(model_in)  # fail fast, before any work, on a bad file
     train_xy, val_xy = load_prepared(data, "train"), load_prepared(data, "val")
     with Live(dir=str(reports), dvcyaml=None, save_dvc_exp=False) as live:
-        skipped = "shrink.criterion=none" if cfg.criterion == "none" else None
+        chosen, skipped = None, "shrink.criterion=none" if cfg.criterion == "none" else None
         if not skipped:
-            try:
-                chosen = channels.plan(trained, to_float(train_xy[0][: cfg.probe_images]), cfg.criterion, cfg.keep,
-                                       cfg.min_channels, cfg.exclude)
-            except graph.GraphNotSupported as exc:
-                skipped = f"channel pruning of this graph is not supported yet ({exc})"
+            chosen = channels.plan(trained, to_float(train_xy[0][: cfg.probe_images]), cfg.criterion, cfg.keep,
+                                   cfg.min_channels, cfg.exclude, cfg.round_to, cfg.ranking)
+            if not chosen["removed"]:
+                skipped = "no channel can be removed (every group is pinned, or kept whole)"
         if skipped:
-            shutil.copyfile(model_in, model_out)
             untuned(live, fit.accuracy(trained, *val_xy))
-            live.summary.update({"criterion": cfg.criterion, "skipped": skipped})
-            write_json(Path(reports) / "channels.json", {"layers": {}, "skipped": skipped})
-            return {**live.summary, "chief": chief}
-        keep = {name: entry["keep"] for name, entry in chosen.items()}
-        shrunk = graph.slice_channels(trained, keep)
+            return pass_on(live, cfg, skipped, chosen, model_in, model_out, reports) | {"chief": chief}
+        deps, removed = chosen["deps"], chosen["removed"]
+        shrunk = groups.slice_model(trained, deps, removed)
         acc_cut = fit.accuracy(shrunk, *val_xy)
         if cfg.epochs:
             shrunk, _ = fit.fit_classifier(
-                lambda: graph.slice_channels(io.load_model(model_in), keep), strategy, train_xy, val_xy,
+                lambda: groups.slice_model(io.load_model(model_in), deps, removed), strategy, train_xy, val_xy,
                 epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
                 scale_learning_rate=False, seed=seed, callbacks=[fit.LiveLogger(live)])
         else:
             untuned(live, acc_cut)
         io.save_for_inference(shrunk, model_out)
-        layers = {n: {"width": e["width"], "kept": len(e["keep"]), "dead": e["dead"]} for n, e in chosen.items()}
-        live.summary.update(compare(trained, shrunk, val_xy, acc_cut, layers) | {"criterion": cfg.criterion,
-                                                                                 "keep": cfg.keep})
-        write_json(Path(reports) / "channels.json", {"layers": layers})
+        live.summary.update(compare(trained, shrunk, val_xy, acc_cut, chosen["groups"])
+                            | {"criterion": cfg.criterion, "keep": cfg.keep, "ranking": cfg.ranking,
+                               "round_to": cfg.round_to})
+        write_json(Path(reports) / "channels.json", describe_groups(chosen))
         return {**live.summary, "chief": chief}
 
 
-def compare(trained, shrunk, val_xy, acc_cut: float, layers: dict) -> dict:
+def pass_on(live, cfg, skipped: str, chosen: dict | None, model_in, model_out: Path, reports: Path) -> dict:
+    """Nothing to cut: the trained model goes on as it is, and the reports say why."""
+    shutil.copyfile(model_in, model_out)
+    live.summary.update({"criterion": cfg.criterion, "skipped": skipped})
+    write_json(Path(reports) / "channels.json", describe_groups(chosen) | {"skipped": skipped})
+    return dict(live.summary)
+
+
+def describe_groups(chosen: dict | None) -> dict:
+    """``channels.json``: every group (width, kept, dead, the layers it runs through, why pinned)
+    and every pinned layer with its reason."""
+    if chosen is None:
+        return {"groups": [], "pinned": {}}
+    return {"groups": chosen["groups"], "pinned": chosen["deps"].pinned}
+
+
+def compare(trained, shrunk, val_xy, acc_cut: float, rows: list[dict]) -> dict:
     """Work, size and validation accuracy before and after channel pruning."""
     from train2infer import fit
     from train2infer.models import work
@@ -81,7 +93,8 @@ def compare(trained, shrunk, val_xy, acc_cut: float, layers: dict) -> dict:
             "params_after": after["params"], "flops_ratio": before["macs"] / after["macs"],
             "val_accuracy_trained": fit.accuracy(trained, *val_xy), "val_accuracy_cut": acc_cut,
             "val_accuracy_fine_tuned": fit.accuracy(shrunk, *val_xy),
-            "dead_channels": sum(e["dead"] for e in layers.values())}
+            "dead_channels": sum(r["dead"] for r in rows), "groups": len(rows),
+            "groups_pruned": sum(r["kept"] < r["width"] for r in rows), "groups_pinned": sum(bool(r["pinned"]) for r in rows)}
 
 
 def untuned(live, val_accuracy: float) -> None:
