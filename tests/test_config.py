@@ -77,6 +77,8 @@ def test_a_key_deleted_from_yaml_is_an_error():
         ("train.strategy=tpu", "train.strategy='tpu' is not one of: auto, default, mirrored, multi_worker"),
         ("shrink.keep=0", "shrink.keep=0.0 must be > 0"),
         ("shrink.criterion=random", "shrink.criterion='random' is not one of: none, dead, l1, l2"),
+        ("shrink.ranking=best", "shrink.ranking='best' is not one of: group, global"),
+        ("shrink.round_to=0", "shrink.round_to=0 must be >= 1"),
         ("evaluate.min_runs=50", "evaluate.min_runs=50 must be >= 200"),
         ("evaluate.threads=[-1]", "evaluate.threads[0]=-1 must be >= 0"),
         ("evaluate.batch_sizes=[]", "evaluate.batch_sizes=[] must list at least one batch size"),

@@ -49,10 +49,9 @@ def every_kind_model():
     b = L.DepthwiseConv2D(3, padding="same", depth_multiplier=2, activation="relu", name="dw2")(x)
     c = L.SeparableConv2D(8, 3, padding="same", activation="relu", name="sep")(x)
     x = L.Concatenate(name="cat")([a, b, c])
-    s = L.Reshape((1, 1, 48), name="se_shape")(L.GlobalAveragePooling2D(name="se_pool")(x))
-    s = L.Conv2D(12, 1, activation="relu", name="se_reduce")(s)
-    s = L.Conv2D(48, 1, activation="sigmoid", name="se_expand")(s)
-    x = L.Multiply(name="se")([x, s])
+    s = L.Dense(12, activation="relu", name="se_reduce")(L.GlobalAveragePooling2D(name="se_pool")(x))
+    s = L.Reshape((1, 1, 48), name="se_shape")(L.Dense(48, activation="sigmoid", name="se_expand")(s))
+    x = L.Multiply(name="se")([x, s])  # squeeze-excite with Dense layers (EfficientNet's uses 1x1 convs)
     x = L.Conv2D(16, 1, name="mix")(x)
     x = x * tf.nn.relu6(x + 3.0) / 6.0  # hard-swish, as TFOpLambda layers
     x = _scale_layer()(name="custom")(x)
