@@ -105,3 +105,18 @@ def test_layers_left_dense_are_grouped_by_reason():
             "DepthwiseConv2D; 1 (`logits`): left out by prune.exclude.") in text
     assert "Layers with weights left dense" not in "\n".join(
         sections.pruning({}, {}, {}, {"pruned": [], "not_pruned": []}, "fig"))
+
+
+def test_channel_groups_are_tabled_with_why_they_are_pinned():
+    from train2infer.report import sections
+
+    shrink = {"criterion": "l1", "keep": 0.5, "dead_channels": 3, "macs_before": 400, "macs_after": 100,
+              "flops_ratio": 4.0, "params_before": 10, "params_after": 5, "val_accuracy_trained": 0.9,
+              "val_accuracy_cut": 0.5, "val_accuracy_fine_tuned": 0.89}
+    groups = [{"name": "stem", "width": 16, "kept": 8, "dead": 3, "sources": ["stem", "res_conv"], "pinned": None},
+              {"name": "mix", "width": 16, "kept": 16, "dead": 0, "sources": ["mix"],
+               "pinned": "custom: Scale is not known to keep channels apart"}]
+    text = "\n".join(sections.channel_markdown(shrink, {"groups": groups}))
+    assert "2 channel groups" in text and "1 pinned" in text and "**4.00x fewer**" in text
+    assert "| stem | 16 | 8 | 3 | stem, res_conv |  |" in text
+    assert "| mix | 16 | 16 | 0 | mix | custom: Scale is not known to keep channels apart |" in text
