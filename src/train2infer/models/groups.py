@@ -112,7 +112,10 @@ def is_reader(layer) -> bool:
 
 def width(layer: L.Layer) -> int | None:
     """Last-axis size of a layer's single output; None for several outputs."""
-    shape = layer.output_shape
+    try:
+        shape = layer.output_shape
+    except (AttributeError, RuntimeError):  # called several times with different shapes
+        return None
     if isinstance(shape, list):
         if len(shape) != 1:
             return None
@@ -151,6 +154,8 @@ def _couple(layer, srcs: list[str], layers: dict, classes: _Classes, sizes: dict
         return "the model's input"
     if not out or any(not sizes[s] for s in srcs):
         return "has several outputs or an input with several outputs"
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+        return f"data_format {layer.data_format} (channels are not the last axis)"
     if len(srcs) == 1 and isinstance(layer, L.DepthwiseConv2D):
         m = layer.depth_multiplier
         classes.tie(srcs[0], np.repeat(np.arange(sizes[srcs[0]]), m), name, np.arange(out))
