@@ -4,7 +4,8 @@ Reads:   params.yaml (``shrink``; ``train`` for the device strategy; ``seed``); 
          prepared folder; --model-in trained ``.keras``.
 Writes:  --model-out ``.keras`` (smaller and dense; the trained model itself with
          ``shrink.criterion=none``); --reports folder: DVCLive fine-tuning metrics
-         (``metrics.json``: MACs, parameters and accuracy before/after) and ``channels.json``.
+         (``metrics.json``: MACs, parameters and accuracy before/after) and ``channels.json``
+         (every channel dependency group: width, kept, dead, its layers; pinned layers and why).
 Run:     dvc repro shrink
          python stages/shrink.py --data data/prepared --model-in models/trained.keras \
              --model-out models/shrunk.keras --reports reports/shrink
