@@ -103,6 +103,18 @@ def test_a_layer_called_twice_is_pinned():
     assert _group(deps, "c").pinned == "shared: called more than once"
 
 
+def test_an_op_with_a_per_channel_constant_is_pinned():
+    import tf_keras as keras
+
+    x0 = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 1, name="c")(x0)
+    x = keras.layers.Conv2D(4, 1, name="d")(x * np.arange(4, dtype="float32") + 1.0)  # constant of shape (4,)
+    deps = groups.dependencies(keras.Model(x0, x))
+    why = _group(deps, "c").pinned
+    assert why.startswith("tf.math.multiply") and why.endswith(": TFOpLambda is not known to keep channels apart")
+    assert _group(deps, "d").pinned == "d: the model's output"
+
+
 def _dead_removal_is_exact(model, seed=0, image=None):
     """Kill a quarter of every free group's classes, find the dead ones, remove them: same outputs."""
     rng = np.random.default_rng(seed)

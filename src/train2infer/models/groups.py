@@ -197,14 +197,27 @@ def _per_channel(layer) -> bool:
     if isinstance(layer, L.Reshape):  # channels innermost: same last axis = same channel at a new position
         return True
     if type(layer).__name__ == "TFOpLambda":
-        return layer.get_config()["function"] in ELEMENTWISE_OPS
+        return _elementwise_op(layer)
     return isinstance(layer, PER_CHANNEL)
 
 
 def _merge(layer) -> bool:
     if type(layer).__name__ == "TFOpLambda":
-        return layer.get_config()["function"] in ELEMENTWISE_OPS
+        return _elementwise_op(layer)
     return isinstance(layer, MERGE_LAYERS)
+
+
+def _elementwise_op(layer) -> bool:
+    """A TF op (``x + 3``, ``x * y``) that works element by element, with scalar constants only
+    (``x * per_channel_array`` would need its constant sliced too)."""
+    import tensorflow as tf
+
+    if layer.get_config()["function"] not in ELEMENTWISE_OPS:
+        return False
+    node = layer.inbound_nodes[0]
+    constants = [a for a in tf.nest.flatten((node.call_args, node.call_kwargs)) if not tf.is_tensor(a)
+                 and type(a).__name__ != "KerasTensor"]
+    return all(np.ndim(a) == 0 for a in constants if a is not None)
 
 
 def _pinned_classes(model, pins: dict, inputs: dict, index: dict) -> dict[int, str]:
