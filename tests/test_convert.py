@@ -126,6 +126,7 @@ def test_full_integer_with_int8_io(trained, digits):
     assert agreement >= 0.9, agreement
 
 
+@pytest.mark.slow  # 6 s of quantization-aware fine-tuning: in `make test`, not in `make test-fast`
 def test_pqat_keeps_the_pruned_zeros(trained, digits):
     """Pruning-preserving QAT: fine-tuning moves the weights but not the zeros."""
     from train2infer import distribute
