@@ -30,6 +30,7 @@ import numpy as np
 import tf_keras as keras
 
 from train2infer.models.graph import edit, functional, wiring
+from train2infer.models.work import ELEMENTWISE_FUNCTIONS, MERGES
 
 L = keras.layers
 READERS = (L.Conv2D, L.Dense, L.SeparableConv2D)  # Conv2DTranspose and DepthwiseConv2D are Conv2Ds
@@ -37,13 +38,13 @@ PER_CHANNEL = (L.BatchNormalization, L.ReLU, L.PReLU, L.LeakyReLU, L.ELU, L.Thre
                L.MaxPooling2D, L.AveragePooling2D, L.GlobalAveragePooling2D, L.GlobalMaxPooling2D, L.Dropout,
                L.SpatialDropout2D, L.GaussianNoise, L.GaussianDropout, L.AlphaDropout, L.ZeroPadding2D,
                L.Cropping2D, L.UpSampling2D, L.Rescaling, L.Normalization, L.ActivityRegularization)
-MERGE_LAYERS = (L.Add, L.Subtract, L.Multiply, L.Maximum, L.Minimum, L.Average)
-ELEMENTWISE_OPS = {"__operators__.add", "__operators__.sub", "__operators__.truediv", "__operators__.neg",
-                   "__operators__.pow", "math.add", "math.subtract", "math.multiply", "math.truediv",
-                   "math.divide", "math.maximum", "math.minimum", "math.negative", "math.abs", "math.square",
-                   "math.sqrt", "math.exp", "math.pow", "math.sigmoid", "math.tanh", "nn.relu", "nn.relu6",
-                   "nn.sigmoid", "nn.swish", "nn.silu", "nn.gelu", "nn.elu", "nn.selu", "nn.leaky_relu",
-                   "clip_by_value"}
+MERGE_LAYERS = tuple(MERGES)  # Add, Subtract, Multiply, Maximum, Minimum, Average
+# TF ops (``x + 3``, ``x * y``, ``tf.nn.relu6(x)``) that work element by element: work.py's
+# arithmetic ones and the unary ones.
+ELEMENTWISE_OPS = ELEMENTWISE_FUNCTIONS | {
+    "__operators__.neg", "__operators__.pow", "math.negative", "math.abs", "math.square", "math.sqrt", "math.exp",
+    "math.pow", "math.sigmoid", "math.tanh", "nn.relu", "nn.relu6", "nn.sigmoid", "nn.swish", "nn.silu", "nn.gelu",
+    "nn.elu", "nn.selu", "nn.leaky_relu", "clip_by_value"}
 CROSS_CHANNEL_ACTIVATIONS = {"softmax", "log_softmax"}
 
 

@@ -72,7 +72,7 @@ def alive_classes(model: keras.Model, deps: Dependencies, x: np.ndarray, batch_s
             peaks[k] = np.maximum(peaks[k], o.reshape(-1, o.shape[-1]).max(axis=0))
     for t, peak in zip(tensors, peaks):
         alive.update(deps.index[t][peak > 0].tolist())
-    return alive & free | (free - read)
+    return alive & free
 
 
 def plan(model: keras.Model, x: np.ndarray, criterion: str, keep: float, min_channels: int = 1,
