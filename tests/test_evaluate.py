@@ -45,7 +45,7 @@ def test_metrics_ratios_are_relative_to_the_baseline():
     rows = {"base": _row(0.9, 2.0, 1000), "fast": _row(0.89, 0.5, 125), "fast_q": _row(0.87, 0.4, 100)}
     m = M.build_metrics("base", rows, {"fast_q": "fast"})
     assert m["baseline"] == "base"
-    assert set(m["variants"]["fast"]) == set(M.METRIC_KEYS)
+    assert set(m["variants"]["fast"]) == set(M.METRIC_KEYS) - set(M.UNCERTAINTY_KEYS)  # none measured here
     assert m["variants"]["fast"]["speedup_p50"] == pytest.approx(4.0)
     assert m["variants"]["fast"]["gzip_ratio"] == pytest.approx(8.0)
     assert m["variants"]["base"]["speedup_p50"] == 1.0
@@ -55,7 +55,9 @@ def test_metrics_ratios_are_relative_to_the_baseline():
         M.build_metrics("missing", {"base": _row(0.9, 2.0, 1000)}, {})
     h = M.headline(m)
     assert h == {"baseline_accuracy": 0.9, "best_speedup_p50": 5.0, "best_accuracy": 0.87,
-                 "max_gzip_ratio": 10.0, "max_accuracy_drop": pytest.approx(0.03)}
+                 "best_speedup_ci_low": None, "best_speedup_ci_high": None, "best_accuracy_verdict": None,
+                 "max_gzip_ratio": 10.0, "max_accuracy_drop": pytest.approx(0.03),
+                 "max_accuracy_drop_upper": pytest.approx(0.03)}  # no interval measured: the drop itself
     points = M.tradeoff_points(m)
     assert [p["variant"] for p in points] == ["base", "fast", "fast_q"]
 
@@ -250,3 +252,37 @@ def test_evaluate_run_measures_what_the_manifest_lists(tmp_path, tiny, prepared,
     assert [d["runtime"] for d in bench["variants"]] == ["tensorflow", "litert", "litert", "tensorflow"]
     for name in ("tradeoff", "latency", "throughput"):
         assert json.loads((tmp_path / "out" / "plots" / f"{name}.json").read_text())
+    # per-image predictions are kept: any two variants can be compared later without re-running them
+    kept = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert kept["labels"] == y.tolist() and list(kept["predicted"]) == list(v)
+    for name, pred in kept["predicted"].items():
+        assert np.mean(np.asarray(pred) == y) == pytest.approx(v[name]["accuracy"], abs=1e-6)
+    worse = v["trained_saved_model_float"]  # the untrained model: far worse, and the paired test says so
+    assert worse["accuracy_verdict"] == "significantly worse" and worse["mcnemar_p"] < 1e-6
+    assert worse["accuracy_diff_ci_high"] < 0 and worse["mcnemar_only_baseline"] > worse["mcnemar_only_variant"]
+    assert v["trained_tflite_float"]["accuracy_verdict"] == "no significant difference"
+    for name, row in v.items():
+        assert row["accuracy_ci_low"] <= row["accuracy"] <= row["accuracy_ci_high"], name
+        assert row["speedup_p50_ci_low"] <= row["speedup_p50"] <= row["speedup_p50_ci_high"], name
+    assert v["trained_keras_float"]["speedup_p50_ci_low"] == v["trained_keras_float"]["speedup_p50_ci_high"] == 1.0
+    assert metrics["headline"]["max_accuracy_drop_upper"] >= metrics["headline"]["max_accuracy_drop"] > 0.3
+    state = bench["machine"]["state"]
+    assert state["wall_s"] > 0 and len(state["loadavg_before"]) == 3 and 0 <= state["others_fraction"] <= 1
+    assert metrics["machine"]["busy"] == state["busy"]
+
+
+def test_machine_state_separates_our_cpu_time_from_others():
+    from train2infer.evaluate import machine
+
+    before = {"time": 0.0, "loadavg": [0.1, 0.2, 0.3], "busy_s": 100.0, "total_s": 1000.0, "own_s": 5.0}
+    quiet = {"time": 10.0, "loadavg": [1.0, 0.4, 0.3], "busy_s": 111.0, "total_s": 1020.0, "own_s": 15.0}
+    got = machine.state(before, quiet, busy_threshold=0.1)
+    assert got["busy_fraction"] == pytest.approx(11 / 20) and got["own_fraction"] == pytest.approx(10 / 20)
+    assert got["others_fraction"] == pytest.approx(1 / 20) and got["busy"] is False
+    busy = dict(quiet, busy_s=118.0)  # 8 s of 20 used by someone else
+    assert machine.state(before, busy, 0.1)["others_fraction"] == pytest.approx(0.4)
+    assert machine.state(before, busy, 0.1)["busy"] is True
+    unreadable = dict(quiet, busy_s=None, total_s=None)
+    assert machine.state(before, unreadable, 0.1)["others_fraction"] is None
+    now = machine.snapshot()  # the real counters of this machine
+    assert now["total_s"] > 0 and 0 <= now["busy_s"] <= now["total_s"] and len(now["loadavg"]) == 3

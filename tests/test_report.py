@@ -50,7 +50,10 @@ def check_report(reports, metrics: dict) -> None:
     assert set(table) == set(metrics["variants"])
     for name, row in metrics["variants"].items():
         for title, key, fmt in sections.SUMMARY_COLUMNS:
-            assert table[name][title] == ("n/a" if row[key] is None else fmt.format(row[key])), (name, title)
+            assert table[name][title] == sections.cell(row, key, fmt), (name, title)
+        assert table[name]["speedup p50 [95% CI]"].startswith(f"{sections.ratio(row['speedup_p50'])}× [")
+        assert table[name]["accuracy [95% CI]"].startswith(f"{row['accuracy']:.4f} [")
+        assert f"| {row['mcnemar_p']:.3g} | {row['accuracy_verdict']} |" in text or name == metrics["baseline"]
     for png in re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text):
         path = folder / png
         img = np.asarray(Image.open(path).convert("L"))
@@ -120,3 +123,26 @@ def test_channel_groups_are_tabled_with_why_they_are_pinned():
     assert "2 channel groups" in text and "1 pinned" in text and "**4.00x fewer**" in text
     assert "| stem | 16 | 8 | 3 | stem, res_conv |  |" in text
     assert "| mix | 16 | 16 | 0 | mix | custom: Scale is not known to keep channels apart |" in text
+
+
+def test_intervals_and_the_busy_machine_warning_are_printed():
+    row = {"accuracy": 0.9926, "accuracy_ci_low": 0.9733, "accuracy_ci_high": 0.9980, "speedup_p50": 8.64,
+           "speedup_p50_ci_low": 8.1, "speedup_p50_ci_high": 9.23, "accuracy_vs_baseline": 0.0186,
+           "accuracy_diff_ci_low": 0.0037, "accuracy_diff_ci_high": 0.0335, "mcnemar_p": 0.0625,
+           "mcnemar_only_baseline": 0, "mcnemar_only_variant": 5, "accuracy_verdict": "no significant difference"}
+    assert sections.with_interval(row, "speedup_p50") == "8.64× [8.10, 9.23]"
+    assert sections.with_interval(dict(row, speedup_p50=19.23, speedup_p50_ci_low=18.9, speedup_p50_ci_high=20.01),
+                                  "speedup_p50") == "19.2× [18.9, 20.0]"
+    assert sections.with_interval({"speedup_p50": 2.0}, "speedup_p50") == "2.00×"  # none measured: no brackets
+    assert sections.accuracy_interval(row) == "0.9926 [0.9733, 0.9980]"
+    assert sections.versus_baseline(row) == "+1.86 pts [+0.37, +3.35], p=0.0625"
+    base = dict(row, accuracy_vs_baseline=0.0, mcnemar_p=1.0, mcnemar_only_variant=0)
+    text = "\n".join(sections.uncertainty({"baseline": "b", "variants": {"b": base, "v": row},
+                                           "headline": {"max_accuracy_drop": -0.0186, "max_accuracy_drop_upper": -0.0037}}))
+    assert "| v | 0.9926 [0.9733, 0.9980] | +1.86 pts [+0.37, +3.35] | 0 | 5 | 0.0625 | no significant difference |" in text
+    state = {"loadavg_before": [1.5, 0.5, 0.2], "loadavg_after": [2.0, 1.0, 0.4], "governor": None, "wall_s": 60.0,
+             "own_fraction": 0.45, "others_fraction": 0.3, "busy_threshold": 0.1, "busy": True}
+    busy = " ".join(sections.machine_state(state))
+    assert busy.startswith("**Busy machine:** other processes used 30.0% of all CPUs' time") and "1.50/0.50/0.20" in busy
+    calm = " ".join(sections.machine_state(dict(state, others_fraction=0.01, busy=False)))
+    assert calm.startswith("Machine state: quiet") and "Busy" not in calm

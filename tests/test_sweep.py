@@ -97,3 +97,26 @@ def test_queued_two_point_sweep_runs_and_is_summarised(tmp_path):
         assert (proj / "reports" / "sweep" / png).stat().st_size > 5000
     shown = dvc("exp", "show", "--json", cwd=proj).stdout
     assert all(r["name"] in shown for r in summary["rows"])
+    assert all(r["timed"] == "alone" for r in summary["rows"]) and "not comparable across experiments" in text
+
+    # sweep bench: both experiments' models from DVC's cache, timed together in one session
+    names = [r["name"] for r in summary["rows"]]
+    benched = module("bench", "--out", "reports/sweep")  # default: every experiment dvc exp show lists
+    assert f"bench: {names[0]}" in benched.stdout and "-> reports/sweep/bench.json" in benched.stdout
+    bench = json.loads((proj / "reports" / "sweep" / "bench.json").read_text())
+    assert set(bench["experiments"]) == set(names)
+    assert bench["method"]["variants"] == 2 * 13  # every variant of each, and its baseline, in one session
+    for e in bench["experiments"].values():
+        base = e["variants"]["trained_keras_float"]
+        assert base["speedup_p50"] == 1.0 and len(e["variants"]) == 13
+        for v in e["variants"].values():
+            assert v["speedup_p50_ci_low"] <= v["speedup_p50"] <= v["speedup_p50_ci_high"] and v["p50_ms"] > 0
+    summary = json.loads((proj / "reports" / "sweep" / "summary.json").read_text())
+    assert all(r["timed"] == "together" for r in summary["rows"])
+    for r in summary["rows"]:
+        assert r["latency_p50_ms"] == bench["experiments"][r["name"]]["variants"][r["variant"]]["p50_ms"]
+    text = (proj / "reports" / "sweep" / "README.md").read_text()
+    assert "from `python tools/sweep.py bench`: one interleaved session, 26 models" in text
+    unknown = module("bench", "no-such-exp", check=False)
+    assert unknown.returncode == 2 and unknown.stderr.strip().splitlines()[-1].startswith(
+        "error: sweep bench: no finished experiment 'no-such-exp'")

@@ -10,6 +10,15 @@ checks; only if every combination is valid does it call ``dvc exp run --queue`` 
 same arguments. Bad syntax or an unknown key ends in one ``error:`` line and nothing is
 queued.
 
+``bench`` measures the exported models of several experiments **together**, in one interleaved
+session with evaluate's method (each variant in its own process, rotating rounds), so their
+latencies can be compared; ``report`` then takes latency from it and says so. Experiments timed
+alone, or two at a time under ``dvc queue start -j 2``, saw different machines. Models come from
+DVC's cache (``dvc exp show``'s experiments; ``workspace`` for the files here); nothing is
+re-trained.
+
+    python tools/sweep.py bench [EXP ...] --out reports/sweep     # default: every experiment shown
+
 ``report`` reads every experiment of every commit (``dvc exp show --json --all-commits``) and writes a Markdown table
 of each experiment's changed parameters and key metrics of one variant (default
 ``pruned_tflite_dynamic``, the end of the optimisation chain), and accuracy-vs-latency and
@@ -21,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -113,10 +123,112 @@ def experiments(shown: list[dict]) -> list[dict]:
     return found
 
 
-def summarize(exps: list[dict], variant: str) -> dict:
+def gather(names: list[str], shown: list[dict], dest: Path) -> dict[str, Path]:
+    """Each experiment's ``models/export`` and ``models/trained.keras`` into ``dest/<name>/``
+    from DVC's cache (``workspace``: the files in this folder, as they are).
+
+    Raises:
+        Train2InferError: An unknown experiment, or outputs that are not in the cache.
+    """
+    from dvc.api import DVCFileSystem
+
+    revs = {e["name"]: e["rev"] for e in experiments(shown)}
+    out = {}
+    for name in names:
+        if name == "workspace":
+            out[name] = Path("models")
+            continue
+        if name not in revs:
+            raise Train2InferError(f"sweep bench: no finished experiment {name!r} (dvc exp show lists "
+                                   f"{', '.join(revs) or 'none'})")
+        folder = dest / name
+        try:
+            fs = DVCFileSystem(".", rev=revs[name])
+            fs.get("models/export", str(folder / "export"), recursive=True)
+            fs.get_file("models/trained.keras", str(folder / "trained.keras"))
+        except Exception as exc:  # noqa: BLE001 - DVC raises many kinds; one line names the culprit
+            raise Train2InferError(f"sweep bench: models of experiment {name} are not in the DVC cache "
+                                   f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                                   "dvc exp pull it first") from None
+        out[name] = folder
+    return out
+
+
+def bench(names: list[str], cfg, data: str = "data/prepared") -> dict:
+    """Time the baseline and every variant of each experiment in one interleaved session.
+
+    Args:
+        names: Experiments (``workspace`` for this folder's models); empty: every experiment
+            ``dvc exp show`` lists.
+        cfg: The ``evaluate`` section (the method: runtimes, warm-up, rounds, first thread count).
+        data: Prepared data whose first test images are the input (the experiments must share
+            the input shape).
+
+    Returns:
+        ``{"method", "machine", "experiments": {name: {"rev", "variants": {variant: {"p50_ms",
+        "speedup_p50", "speedup_p50_ci_low", "speedup_p50_ci_high"}}}}}``: speedups over each
+        experiment's own baseline, intervals bootstrapped over the shared rounds.
+    """
+    import dataclasses
+    import numpy as np
+
+    from train2infer.core.variants import BASELINE, read_manifest
+    from train2infer.evaluate import machine, stats, worker
+    from train2infer.evaluate.run import select
+    from train2infer.prepared import load_prepared, to_float
+
+    shown = _exp_show([])
+    names = names or [e["name"] for e in experiments(shown)]
+    if not names:
+        raise Train2InferError("sweep bench: no finished experiment to measure (run a sweep first: see README)")
+    with tempfile.TemporaryDirectory(prefix="t2i-bench-") as tmp:
+        kinds = {}
+        for name, folder in gather(names, shown, Path(tmp)).items():
+            exported, _ = read_manifest(folder / "export")
+            timed, _ = select(dataclasses.replace(BASELINE, path=str(folder / "trained.keras")), exported,
+                              [r for r in cfg.runtimes if r != "openvino"])
+            kinds |= {f"{name}/{v.name}": (v.format, v.path, v.precision) for v in timed}
+        np.save(Path(tmp) / "x.npy", to_float(load_prepared(data, "test")[0])[:64])
+        threads = cfg.threads[0] or os.cpu_count() or 1
+        before = machine.snapshot()
+        got = worker.measure_variants(kinds, threads, str(Path(tmp) / "x.npy"), warmup_runs=cfg.warmup_runs,
+                                      min_runs=cfg.min_runs, min_seconds=cfg.min_seconds,
+                                      runs_per_round=cfg.runs_per_round, block_warmup=cfg.block_warmup,
+                                      batch_sizes=[], throughput_seconds=cfg.throughput_seconds)
+        state = machine.state(before, machine.snapshot(), cfg.busy_threshold)
+    rounds = {k: stats.by_round(v, cfg.runs_per_round) for k, v in got["samples_ms"].items()}
+    revs = {e["name"]: e["rev"] for e in experiments(shown)}
+    result = {}
+    for name in names:
+        base = rounds[f"{name}/{BASELINE.name}"]
+        quiet = stats.quiet_rounds(base, cfg.quiet_tolerance)  # as evaluate counts them
+        rows = {}
+        for key in (k for k in rounds if k.startswith(f"{name}/")):
+            est, lo, hi = stats.ratio_interval(base, rounds[key], quiet=quiet, block=cfg.bootstrap_block,
+                                               session_cv=cfg.session_cv)
+            rows[key.split("/", 1)[1]] = {"p50_ms": round(float(np.median(rounds[key][quiet])), 6),
+                                          "speedup_p50": round(est, 4), "speedup_p50_ci_low": round(lo, 4),
+                                          "speedup_p50_ci_high": round(hi, 4)}
+        result[name] = {"rev": revs.get(name, "workspace"), "variants": rows, "quiet_rounds": round(float(quiet.mean()), 4)}
+    return {"method": {"threads": threads, "rounds": got["rounds"], "runs_per_round": cfg.runs_per_round,
+                       "variants": len(kinds)},
+            "machine": machine.describe() | {"state": state}, "experiments": result}
+
+
+def _exp_show(extra: list[str]) -> list[dict]:
+    proc = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json", *extra],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise Train2InferError(f"dvc exp show failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+    return json.loads(proc.stdout)
+
+
+def summarize(exps: list[dict], variant: str, benched: dict | None = None) -> dict:
     """Per experiment: the parameters that differ from its baseline commit, and the
     variant's accuracy, p50 latency, gzip size, sparsity and speedup; plus both Pareto
-    frontiers."""
+    frontiers. Where ``benched`` (:func:`bench`) measured the experiment's variant, latency and
+    speedup (with its interval) are taken from there (``timed``: ``together``), else from the
+    experiment's own evaluate (``alone``)."""
     from train2infer.report.plots import pareto_front
 
     changed_keys = sorted({k for e in exps for k, v in e["params"].items() if e["baseline"].get(k) != v})
@@ -130,10 +242,17 @@ def summarize(exps: list[dict], variant: str) -> dict:
         v = variants.get(chosen)
         if v is None:
             continue
-        rows.append({"name": e["name"], "rev": e["rev"][:7], "variant": chosen,
-                     "params": {k: e["params"].get(k) for k in changed_keys},
-                     "accuracy": v["accuracy"], "latency_p50_ms": v["latency_p50_ms"],
-                     "gzip_bytes": v["gzip_bytes"], "sparsity": v["sparsity"], "speedup_p50": v["speedup_p50"]})
+        row = {"name": e["name"], "rev": e["rev"][:7], "variant": chosen,
+               "params": {k: e["params"].get(k) for k in changed_keys},
+               "accuracy": v["accuracy"], "latency_p50_ms": v["latency_p50_ms"],
+               "gzip_bytes": v["gzip_bytes"], "sparsity": v["sparsity"], "speedup_p50": v["speedup_p50"],
+               "timed": "alone"}
+        b = ((benched or {}).get("experiments", {}).get(e["name"]) or {})
+        if b.get("rev") == e["rev"] and chosen in b["variants"]:
+            t = b["variants"][chosen]
+            row |= {"latency_p50_ms": t["p50_ms"], "speedup_p50": t["speedup_p50"], "timed": "together",
+                    "speedup_p50_ci_low": t["speedup_p50_ci_low"], "speedup_p50_ci_high": t["speedup_p50_ci_high"]}
+        rows.append(row)
     lat = pareto_front({r["name"]: (r["latency_p50_ms"], r["accuracy"]) for r in rows})
     size = pareto_front({r["name"]: (r["gzip_bytes"], r["accuracy"]) for r in rows})
     return {"variant": variant, "changed": changed_keys, "rows": rows,
@@ -170,13 +289,17 @@ def markdown(summary: dict, figures: str) -> str:
         "",
         "(`—`: the parameter did not exist at the experiment's commit.)",
         "",
-        "| experiment | rev | " + " | ".join(keys) + " | variant | accuracy | p50 ms | speedup p50 | gzip B | sparsity |",
-        "|---" * (len(keys) + 8) + "|",
+        latency_source(summary), "",
+        "| experiment | rev | " + " | ".join(keys) + " | variant | accuracy | p50 ms | speedup p50 [95% CI] | timed "
+        "| gzip B | sparsity |",
+        "|---" * (len(keys) + 9) + "|",
     ]
     for r in sorted(rows, key=lambda r: r["latency_p50_ms"]):
         cells = " | ".join("—" if r["params"][k] is None else str(r["params"][k]) for k in keys)  # — : not a parameter at that commit
+        speed = f"{r['speedup_p50']:.2f}×" + (f" [{r['speedup_p50_ci_low']:.2f}, {r['speedup_p50_ci_high']:.2f}]"
+                                              if "speedup_p50_ci_low" in r else "")
         out.append(f"| {r['name']} | {r['rev']} | {cells}{' | ' if keys else ''}{r['variant']} | {r['accuracy']:.4f} | "
-                   f"{r['latency_p50_ms']:.3f} | {r['speedup_p50']:.2f}x | {r['gzip_bytes']:,} | {r['sparsity']:.3f} |")
+                   f"{r['latency_p50_ms']:.3f} | {speed} | {r['timed']} | {r['gzip_bytes']:,} | {r['sparsity']:.3f} |")
     out += [
         "",
         "## Accuracy vs latency",
@@ -191,25 +314,46 @@ def markdown(summary: dict, figures: str) -> str:
         "",
         "Frontier: " + ", ".join(f"`{n}`" for n in summary["frontier_size"]) + ".",
         "",
-        "Latencies of experiments run in parallel (`dvc queue start -j 2` on 2 cores) compete for the "
-        "CPU: re-measure a chosen one with `dvc exp apply NAME && dvc repro --force --single-item evaluate report`.",
-        "",
     ]
     return "\n".join(out)
 
 
-def report(out: str, variant: str) -> dict:
-    """Read every experiment and write the sweep report (``out/README.md``), its two plots and data."""
+def latency_source(summary: dict) -> str:
+    """Where the report's latencies come from, in one paragraph."""
+    b = summary.get("bench")
+    together = [r["name"] for r in summary["rows"] if r["timed"] == "together"]
+    if not b or not together:
+        return ("Latency: as each experiment measured itself (`timed: alone`). Experiments run in parallel "
+                "(`dvc queue start -j 2` on 2 cores) competed for the CPU, so these columns are **not comparable "
+                "across experiments**: run `python tools/sweep.py bench` to measure them together.")
+    st = b["machine"]["state"]
+    busy = (f"; other processes used {st['others_fraction']:.1%} of the CPUs" if st.get("others_fraction") is not None
+            else "")
+    return (f"Latency and speedup of {len(together)} experiment(s) (`timed: together`) from `python tools/sweep.py "
+            f"bench`: one interleaved session, {b['method']['variants']} models each in its own process, "
+            f"{b['method']['rounds']} rotating rounds of {b['method']['runs_per_round']} calls, "
+            f"{b['method']['threads']} thread(s){busy}; speedups over each experiment's own baseline with a "
+            "bootstrap 95 % interval over rounds (`bench.json`). Rows marked `alone` were timed by their own evaluate "
+            "and are not comparable with the others.")
+
+
+def report(out: str, variant: str, benched: dict | None = None) -> dict:
+    """Read every experiment and write the sweep report (``out/README.md``), its two plots and data.
+
+    Args:
+        out: The report folder.
+        variant: The variant to compare (or ``fastest``).
+        benched: A :func:`bench` result (written to ``out/bench.json``); None: the one already in
+            ``out/bench.json``, if any.
+    """
     from train2infer.core.publish import publish, write_json
 
-    proc = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json", "--all-commits"],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise Train2InferError(f"dvc exp show failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
-    exps = experiments(json.loads(proc.stdout))
+    exps = experiments(_exp_show(["--all-commits"]))
     if not exps:
         raise Train2InferError("no finished experiment to summarise (run a sweep first: see README)")
-    summary = summarize(exps, variant)
+    if benched is None and (Path(out) / "bench.json").is_file():
+        benched = json.loads((Path(out) / "bench.json").read_text())
+    summary = summarize(exps, variant, benched) | {"bench": benched}
     if not summary["rows"]:
         raise Train2InferError(f"no experiment has metrics for variant {variant!r}")
     with publish(out) as staged:
@@ -217,7 +361,9 @@ def report(out: str, variant: str) -> dict:
         fig.mkdir()
         _plot(summary["rows"], "latency_p50_ms", "p50 latency (ms)", summary["frontier_latency"], fig / "latency.png")
         _plot(summary["rows"], "gzip_bytes", "gzip size (bytes)", summary["frontier_size"], fig / "size.png")
-        write_json(fig / "summary.json", summary)
+        write_json(fig / "summary.json", {k: v for k, v in summary.items() if k != "bench"})
+        if benched:
+            write_json(fig / "bench.json", benched)
         (fig / "README.md").write_text(markdown(summary, "."), encoding="utf-8")
     return summary
 
@@ -233,8 +379,21 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--out", default="reports/sweep", help="folder: README.md, latency.png, size.png, summary.json")
     r.add_argument("--variant", default="pruned_tflite_dynamic",
                    help="variant whose metrics to compare, or 'fastest' (each experiment's fastest)")
+    b = sub.add_parser("bench", help="measure experiments' models together, then write the report")
+    b.add_argument("experiments", nargs="*", help="experiment names (workspace: this folder); default: dvc exp show's")
+    b.add_argument("--out", default="reports/sweep", help="report folder (bench.json, README.md, plots)")
+    b.add_argument("--variant", default="pruned_tflite_dynamic", help="as for report")
+    b.add_argument("--params", default="params.yaml", help="its evaluate section is the method")
     args = ap.parse_args(argv)
-    if args.command == "queue":
+    if args.command == "bench":
+        benched = bench(args.experiments, config.load_checked(args.params).evaluate)
+        for name, e in benched["experiments"].items():
+            for v, t in e["variants"].items():
+                print(f"bench: {name:24s} {v:28s} p50 {t['p50_ms']:.3f} ms  {t['speedup_p50']:.2f}x "
+                      f"[{t['speedup_p50_ci_low']:.2f}, {t['speedup_p50_ci_high']:.2f}]", flush=True)
+        report(args.out, args.variant, benched)
+        print(f"sweep: bench of {len(benched['experiments'])} experiment(s) -> {args.out}/bench.json, README.md")
+    elif args.command == "queue":
         n = validate(args.overrides)
         print(f"sweep: {n} valid experiment(s)", flush=True)
         if not args.dry_run:

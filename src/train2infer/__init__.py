@@ -6,7 +6,8 @@ TensorFlow is first imported. Every stage script and every test imports ``train2
 (or one of its modules) before anything imports TensorFlow.
 
 This module itself imports no TensorFlow, so configuration errors are reported before
-the slow TensorFlow start-up.
+the slow TensorFlow start-up. It also filters TensorFlow's start-up noise out of stderr
+(:mod:`train2infer.core.quiet`), which must happen before TensorFlow loads too.
 """
 
 import os
@@ -27,6 +28,12 @@ if "tensorflow" in sys.modules and "tf_keras" not in sys.modules:  # pragma: no 
         RuntimeWarning,
         stacklevel=2,
     )
+
+
+if "pytest" not in sys.modules:  # tests capture stderr themselves
+    from train2infer.core import quiet
+
+    quiet.install()  # TensorFlow's CUDA-probe and NodeDef noise out of the stage output (see there)
 
 
 class Train2InferError(Exception):

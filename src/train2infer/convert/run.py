@@ -74,7 +74,7 @@ def export_source(name: str, model, out: Path, ctx: dict) -> tuple[dict, list[Va
     from train2infer.models import graph
 
     cfg, x_check = ctx["cfg"], ctx["x_check"]
-    reference = model.predict(x_check, batch_size=256, verbose=0)
+    reference = outputs(model, x_check)
     folded = graph.fold_batchnorm(model)
     fold = fold_check(name, model, folded, x_check, reference, cfg.fold_atol)
     sm = Variant(name, "saved_model", path=f"{name}_saved_model")
@@ -89,16 +89,21 @@ def export_source(name: str, model, out: Path, ctx: dict) -> tuple[dict, list[Va
     return entry, exported + [sm]
 
 
+def outputs(model, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    """The model's outputs in inference mode, called eagerly batch by batch (``predict`` would
+    trace a new function per model, and TensorFlow warns about retracing after five)."""
+    return np.concatenate([np.asarray(model(x[i:i + batch], training=False)) for i in range(0, len(x), batch)])
+
+
 def fold_check(name: str, model, folded, x, reference, atol: float) -> dict:
     """Max |folded - unfolded| logits, judged in float64 (exact algebra) against ``atol``;
     the float32 difference (rounding that grows with the logits) is reported beside it."""
     from train2infer.convert import tflite
     from train2infer.models import graph
 
-    diff32 = float(np.max(np.abs(folded.predict(x, batch_size=256, verbose=0) - reference)))
+    diff32 = float(np.max(np.abs(outputs(folded, x) - reference)))
     x64, model64 = x.astype(np.float64), graph.to_float64(model)
-    diff = float(np.max(np.abs(graph.fold_batchnorm(model64).predict(x64, batch_size=256, verbose=0)
-                               - model64.predict(x64, batch_size=256, verbose=0))))
+    diff = float(np.max(np.abs(outputs(graph.fold_batchnorm(model64), x64) - outputs(model64, x64))))
     if diff > atol:
         raise ParamError("fold_atol", atol, f"is exceeded: the BatchNorm-folded Keras model of {name} differs by "
                          f"{diff:.2e} (float64)")

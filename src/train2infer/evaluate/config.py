@@ -25,6 +25,10 @@ class EvaluateConfig:
     batch_sizes: list[int] = listed("batch size", lo=1)
     throughput_seconds: float = ranged(0, lo_open=True)
     cv_threshold: float = ranged(0, 1, lo_open=True)
+    busy_threshold: float = ranged(0, 1, lo_open=True)
+    quiet_tolerance: float = ranged(0, lo_open=True)
+    bootstrap_block: int = ranged(1)
+    session_cv: float = ranged(0, 1)
 
     def check(self) -> None:
         if len(set(self.runtimes)) != len(self.runtimes):

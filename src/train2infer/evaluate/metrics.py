@@ -7,6 +7,19 @@ import io
 import tarfile
 from pathlib import Path
 
+UNCERTAINTY_KEYS = (  # from :func:`uncertainty`, where measured
+    "accuracy_ci_low",
+    "accuracy_ci_high",
+    "accuracy_diff_ci_low",
+    "accuracy_diff_ci_high",
+    "mcnemar_only_baseline",
+    "mcnemar_only_variant",
+    "mcnemar_p",
+    "accuracy_verdict",
+    "speedup_p50_ci_low",
+    "speedup_p50_ci_high",
+    "latency_p50_ms_quiet",
+)
 METRIC_KEYS = (
     "accuracy",
     "latency_p50_ms",
@@ -27,10 +40,44 @@ METRIC_KEYS = (
     "peak_fraction",
     "peak_rss_mb",
     "speedup_p50",
+    "speedup_p50_all_rounds",
     "gzip_ratio",
     "accuracy_vs_baseline",
     "accuracy_vs_float",
+    *UNCERTAINTY_KEYS,
 )
+
+
+def uncertainty(baseline: str, predicted: dict, y, samples_ms: dict, cfg) -> dict:
+    """Per variant: accuracy interval, paired test and difference interval against ``baseline``
+    (:func:`train2infer.evaluate.stats.compare_accuracy`); p50 latency over the rounds in which
+    the machine was quiet, and the speedup's interval over those rounds
+    (:func:`train2infer.evaluate.stats.ratio_interval`).
+
+    Args:
+        baseline: The baseline variant's name.
+        predicted: Variant -> predicted class per test image.
+        y: True class per test image.
+        samples_ms: Variant -> every timed call's latency at the primary thread count, in order.
+        cfg: The ``evaluate`` section (``runs_per_round``, ``quiet_tolerance``,
+            ``bootstrap_block``, ``session_cv``).
+    """
+    import numpy as np
+
+    from train2infer.evaluate import stats
+
+    base_rounds = stats.by_round(samples_ms[baseline], cfg.runs_per_round)
+    quiet = stats.quiet_rounds(base_rounds, cfg.quiet_tolerance)
+    out = {}
+    for name, pred in predicted.items():
+        rounds = stats.by_round(samples_ms[name], cfg.runs_per_round)
+        acc = stats.compare_accuracy(y, predicted[baseline], pred)
+        _, lo, hi = (1.0, 1.0, 1.0) if name == baseline else stats.ratio_interval(
+            base_rounds, rounds, quiet=quiet, block=cfg.bootstrap_block, session_cv=cfg.session_cv)
+        out[name] = {k: round(v, 6) if isinstance(v, float) else v for k, v in acc.items()} | {
+            "latency_p50_ms_quiet": round(float(np.median(rounds[quiet])), 6),
+            "speedup_p50_ci_low": round(lo, 4), "speedup_p50_ci_high": round(hi, 4)}
+    return out | {"quiet_rounds": round(float(quiet.mean()), 4)}
 
 
 def variant_row(
@@ -93,7 +140,9 @@ def variant_row(
 def build_metrics(baseline: str, rows: dict[str, dict], float_twin: dict[str, str]) -> dict:
     """``{"baseline", "variants"}`` with ratios and accuracy differences added.
 
-    ``speedup_p50`` = baseline p50 / variant p50 (> 1 is faster);
+    ``speedup_p50`` = baseline p50 / variant p50 (> 1 is faster), over the rounds in which the
+    machine was quiet where ``latency_p50_ms_quiet`` was measured (``speedup_p50_all_rounds``:
+    over every round);
     ``gzip_ratio`` = baseline gzip size / variant gzip size (> 1 is smaller);
     ``accuracy_vs_baseline`` = accuracy - baseline accuracy;
     ``accuracy_vs_float`` = accuracy - accuracy of ``float_twin[name]``, the dense float
@@ -106,12 +155,14 @@ def build_metrics(baseline: str, rows: dict[str, dict], float_twin: dict[str, st
     variants = {}
     for name, row in rows.items():
         r = dict(row)
-        r["speedup_p50"] = round(base["latency_p50_ms"] / row["latency_p50_ms"], 4)
+        r["speedup_p50_all_rounds"] = round(base["latency_p50_ms"] / row["latency_p50_ms"], 4)
+        quiet = "latency_p50_ms_quiet" if "latency_p50_ms_quiet" in row else "latency_p50_ms"
+        r["speedup_p50"] = round(base[quiet] / row[quiet], 4)
         r["gzip_ratio"] = round(base["gzip_bytes"] / row["gzip_bytes"], 4)
         r["accuracy_vs_baseline"] = round(row["accuracy"] - base["accuracy"], 6)
         ref = rows.get(float_twin.get(name), row)
         r["accuracy_vs_float"] = round(row["accuracy"] - ref["accuracy"], 6)
-        variants[name] = {k: r[k] for k in METRIC_KEYS}
+        variants[name] = {k: r[k] for k in METRIC_KEYS if k in r}  # uncertainty keys: when measured
     return {"baseline": baseline, "variants": variants}
 
 
@@ -136,9 +187,12 @@ def tradeoff_points(metrics: dict) -> list[dict]:
 def headline(metrics: dict) -> dict:
     """A few flat key figures for short ``dvc exp show`` columns (``headline.*``).
 
-    ``best_speedup_p50`` is the fastest variant's speedup over the baseline, with its
-    ``best_accuracy``; ``max_gzip_ratio`` the smallest variant's; ``max_accuracy_drop`` the
-    worst accuracy loss of any variant against the baseline (negative: a gain).
+    ``best_speedup_p50`` is the fastest variant's speedup over the baseline (and its 95 %
+    interval), with its ``best_accuracy`` and the verdict of the paired test against the
+    baseline; ``max_gzip_ratio`` the smallest variant's; ``max_accuracy_drop`` the worst
+    accuracy loss of any variant against the baseline (negative: a gain), and
+    ``max_accuracy_drop_upper`` the largest upper bound of any variant's loss (the paired
+    bootstrap interval of the difference): the loss the data cannot rule out.
     """
     v = metrics["variants"]
     base = v[metrics["baseline"]]
@@ -147,9 +201,14 @@ def headline(metrics: dict) -> dict:
     return {
         "baseline_accuracy": base["accuracy"],
         "best_speedup_p50": others[fastest]["speedup_p50"],
+        "best_speedup_ci_low": others[fastest].get("speedup_p50_ci_low"),
+        "best_speedup_ci_high": others[fastest].get("speedup_p50_ci_high"),
         "best_accuracy": others[fastest]["accuracy"],
+        "best_accuracy_verdict": others[fastest].get("accuracy_verdict"),
         "max_gzip_ratio": max(r["gzip_ratio"] for r in others.values()),
         "max_accuracy_drop": round(max(base["accuracy"] - r["accuracy"] for r in others.values()), 6),
+        "max_accuracy_drop_upper": round(max(-r.get("accuracy_diff_ci_low", r["accuracy_vs_baseline"])
+                                             for r in others.values()), 6),
     }
 
 

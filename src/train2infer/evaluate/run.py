@@ -45,13 +45,18 @@ def run(cfg, data: str | Path, baseline: str | Path, export: str | Path, out: Pa
     threads = list(dict.fromkeys(t or os.cpu_count() or 1 for t in cfg.threads))
     x_test, y_test = load_prepared(data, "test")
     x = to_float(x_test)
+    before = machine.snapshot()
     predicted = predict_all(timed, x)
-    runs, peaks = measure(timed, threads, x, cfg)
-    metrics = assemble(timed, sources, predicted, y_test, runs, peaks, threads)
+    runs, peaks, samples = measure(timed, threads, x, cfg)
+    state = machine.state(before, machine.snapshot(), cfg.busy_threshold)
+    uncertainty = M.uncertainty(BASELINE.name, predicted, y_test, samples[threads[0]], cfg)
+    metrics = assemble(timed, sources, predicted, y_test, runs, peaks, threads, uncertainty)
+    metrics["machine"] |= {"busy": state["busy"], "others_fraction": state["others_fraction"],
+                           "quiet_rounds": uncertainty["quiet_rounds"]}
     names = load_meta(data)["class_names"]
     details = {
         "method": as_dict(cfg) | {"threads_resolved": threads},
-        "machine": machine.describe(),
+        "machine": machine.describe() | {"state": state},
         "variants": [v.to_dict() | {"runtime": v.runtime} for v in timed],
         "left_out": left_out,
         "runs": {str(t): r for t, r in runs.items()},
@@ -63,6 +68,8 @@ def run(cfg, data: str | Path, baseline: str | Path, export: str | Path, out: Pa
                               if v["latency"]["cv"] > cfg.cv_threshold}),
     }
     write(out, metrics, details, runs, threads)
+    write_json(out / "predictions.json", {"labels": np.asarray(y_test).tolist(),
+                                          "predicted": {n: p.tolist() for n, p in predicted.items()}})
     return metrics
 
 
@@ -101,12 +108,17 @@ def predict_all(variants: list[Variant], x: np.ndarray) -> dict[str, np.ndarray]
     return {v.name: np.argmax(predict(v, x), -1) for v in variants}
 
 
-def measure(variants: list[Variant], threads: list[int], x: np.ndarray, cfg) -> tuple[dict, dict]:
-    """Latency (every thread count), throughput (the most threads) and GEMM peaks (the first)."""
+def measure(variants: list[Variant], threads: list[int], x: np.ndarray, cfg) -> tuple[dict, dict, dict]:
+    """Latency (every thread count), throughput (the most threads) and GEMM peaks (the first).
+
+    Returns:
+        ``(runs, peaks, samples)``, each keyed by thread count; ``samples[t][name]`` is every
+        timed call's latency in order (whole rounds of ``cfg.runs_per_round``).
+    """
     from train2infer.evaluate import peaks as P, worker
 
     kinds = {v.name: (v.format, v.path, v.precision) for v in variants}
-    runs, peaks = {}, {}
+    runs, peaks, samples = {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="t2i-evaluate-") as tmp:
         np.save(Path(tmp) / "x.npy", x[:64])
         for t in threads:
@@ -115,17 +127,19 @@ def measure(variants: list[Variant], threads: list[int], x: np.ndarray, cfg) -> 
                 min_seconds=cfg.min_seconds, runs_per_round=cfg.runs_per_round, block_warmup=cfg.block_warmup,
                 batch_sizes=list(cfg.batch_sizes) if t == max(threads) else [],  # reported with all cores only
                 throughput_seconds=cfg.throughput_seconds)
+            samples[t] = runs[t].pop("samples_ms")
             if t == threads[0]:  # the % of peak in the metrics is against the primary thread count
                 peaks[t] = {kind: P.matmul_peak(kind, t) for kind in ("float32", "int8")}
             for n, v in runs[t]["variants"].items():
                 best = f"  best {max(v['throughput'].values()):.0f} img/s" if v["throughput"] else ""
                 print(f"evaluate: threads={t} {n:26s} p50 {v['latency']['p50_ms']:.3f} ms  "
                       f"cv {v['latency']['cv']:.2f}{best}", flush=True)
-    return runs, peaks
+    return runs, peaks, samples
 
 
-def assemble(variants, sources, predicted, y, runs, peaks, threads) -> dict:
-    """``metrics.json``: a row per variant, ratios, headline, machine summary."""
+def assemble(variants, sources, predicted, y, runs, peaks, threads, uncertainty) -> dict:
+    """``metrics.json``: a row per variant (with its ``uncertainty`` row, see
+    :func:`train2infer.evaluate.metrics.uncertainty`), ratios, headline, machine summary."""
     from train2infer import litert
 
     primary, widest = runs[threads[0]], runs[max(threads)]
@@ -139,7 +153,7 @@ def assemble(variants, sources, predicted, y, runs, peaks, threads) -> dict:
             throughput={int(b): ips for b, ips in wide["throughput"].items()},
             saturation_batch=wide["saturation_batch"], work=sources[v.source],
             peak_gflops=None if v.precision == "bf16" else peaks[threads[0]]["int8" if v.integer else "float32"]["gflops"],
-            peak_rss_bytes=primary["variants"][v.name]["memory"]["peak_rss_bytes"])
+            peak_rss_bytes=primary["variants"][v.name]["memory"]["peak_rss_bytes"]) | uncertainty[v.name]
     metrics = M.build_metrics(BASELINE.name, rows, {v.name: v.float_twin for v in variants})
     metrics["headline"] = M.headline(metrics)
     metrics["machine"] = {"cpus": os.cpu_count(), "threads": threads[0], "threads_all_cores": max(threads),
@@ -173,5 +187,12 @@ def describe(metrics: dict) -> list[str]:
     others = [n for n in v if n != metrics["baseline"]]
     best = max(others, key=lambda n: v[n]["speedup_p50"])
     small = max(others, key=lambda n: v[n]["gzip_ratio"])
-    return lines + [f"evaluate: best {best}: {v[best]['speedup_p50']:.1f}x faster (p50), "
-                    f"{small} {v[small]['gzip_ratio']:.1f}x smaller (gzip)"]
+    b, base = v[best], v[metrics["baseline"]]
+    ci = f" [{b['speedup_p50_ci_low']:.1f}, {b['speedup_p50_ci_high']:.1f}]" if "speedup_p50_ci_low" in b else ""
+    test = f" ({b['accuracy_verdict']}, McNemar p={b['mcnemar_p']:.3g})" if "mcnemar_p" in b else ""
+    busy = metrics["machine"].get("busy")
+    return lines + [f"evaluate: best {best}: {b['speedup_p50']:.1f}x{ci} faster (p50), accuracy "
+                    f"{b['accuracy']:.4f} vs {base['accuracy']:.4f}{test}; "
+                    f"{small} {v[small]['gzip_ratio']:.1f}x smaller (gzip)"] + (
+        [f"evaluate: warning: other processes used {metrics['machine']['others_fraction']:.0%} of the CPUs "
+         "during the measurement; re-measure on an idle machine"] if busy else [])

@@ -93,7 +93,11 @@ class Worker:
              str(warmup), precision],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
+
+    def ready(self) -> "Worker":
+        """Wait until the process has loaded its model and warmed up (workers start in parallel)."""
         self._expect("ready")
+        return self
 
     def _expect(self, key: str) -> dict:
         line = self.proc.stdout.readline()
@@ -155,7 +159,8 @@ def measure_variants(
 
     Returns:
         ``{"threads", "rounds", "variants": {name: {"latency", "memory", "throughput",
-        "saturation_batch"}}}``.
+        "saturation_batch"}}, "samples_ms": {name: [every timed call, in order]}}``
+        (a round's block of ``runs_per_round`` calls is contiguous).
     """
     from train2infer.evaluate import timing
 
@@ -163,6 +168,8 @@ def measure_variants(
     try:
         for name, (kind, path, *precision) in variants.items():
             workers[name] = Worker(name, kind, path, threads, input_path, warmup_runs, *precision)
+        for w in workers.values():
+            w.ready()
         names = list(workers)
 
         def block(name: str) -> list[float]:
@@ -172,7 +179,8 @@ def measure_variants(
 
         samples, rounds = timing.rotating_rounds(names, block, min_runs, min_seconds, runs_per_round)
         return {"threads": threads, "rounds": rounds,
-                "variants": {n: _after_rounds(workers[n], samples[n], batch_sizes, throughput_seconds) for n in names}}
+                "variants": {n: _after_rounds(workers[n], samples[n], batch_sizes, throughput_seconds) for n in names},
+                "samples_ms": samples}
     finally:
         for w in workers.values():
             w.close()

@@ -15,19 +15,51 @@ TABLE_COLUMNS = (
 )
 
 
+def ratio(x: float) -> str:
+    """A ratio to three significant figures: ``8.64`` -> ``8.64``, ``19.23`` -> ``19.2``."""
+    return f"{x:.2f}" if abs(x) < 10 else f"{x:.1f}"
+
+
+def with_interval(v: dict, key: str) -> str:
+    """``8.6× [8.1, 9.2]``: a speedup and its 95 % interval (``8.6×`` where none was measured)."""
+    lo, hi = v.get(f"{key}_ci_low"), v.get(f"{key}_ci_high")
+    return f"{ratio(v[key])}×" + ("" if lo is None else f" [{ratio(lo)}, {ratio(hi)}]")
+
+
+def accuracy_interval(v: dict) -> str:
+    """``0.9926 [0.9786, 0.9977]``: accuracy and its Wilson 95 % interval."""
+    lo, hi = v.get("accuracy_ci_low"), v.get("accuracy_ci_high")
+    return f"{v['accuracy']:.4f}" + ("" if lo is None else f" [{lo:.4f}, {hi:.4f}]")
+
+
+def versus_baseline(v: dict) -> str:
+    """``+1.86 pts [+0.37, +3.35], p=0.021``: the accuracy difference, its paired bootstrap
+    interval and the exact McNemar p-value."""
+    if "mcnemar_p" not in v:
+        return f"{100 * v['accuracy_vs_baseline']:+.2f} pts"
+    return (f"{100 * v['accuracy_vs_baseline']:+.2f} pts [{100 * v['accuracy_diff_ci_low']:+.2f}, "
+            f"{100 * v['accuracy_diff_ci_high']:+.2f}], p={v['mcnemar_p']:.3g}")
+
+
+def cell(v: dict, key: str, fmt) -> str:
+    """A table cell: ``fmt`` is a format string for ``v[key]`` (``n/a`` when None) or a function of the row."""
+    if callable(fmt):
+        return fmt(v)
+    return "n/a" if v[key] is None else fmt.format(v[key])
+
+
 def markdown_table(metrics: dict, columns=TABLE_COLUMNS) -> str:
     """The variants of ``metrics.json`` as a Markdown table (one row per variant)."""
     head = "| variant | " + " | ".join(title for title, _, _ in columns) + " |"
     rule = "|---" * (len(columns) + 1) + "|"
-    rows = [
-        f"| {name} | " + " | ".join("n/a" if v[key] is None else fmt.format(v[key]) for _, key, fmt in columns) + " |"
-        for name, v in metrics["variants"].items()
-    ]
+    rows = [f"| {name} | " + " | ".join(cell(v, key, fmt) for _, key, fmt in columns) + " |"
+            for name, v in metrics["variants"].items()]
     return "\n".join([head, rule, *rows])
 
 
 SUMMARY_COLUMNS = (
-    ("accuracy", "accuracy", "{:.4f}"),
+    ("accuracy [95% CI]", "accuracy", accuracy_interval),
+    ("vs baseline", "accuracy_vs_baseline", versus_baseline),
     ("p50 ms", "latency_p50_ms", "{:.3f}"),
     ("p90 ms", "latency_p90_ms", "{:.3f}"),
     ("CV", "latency_cv", "{:.2f}"),
@@ -37,7 +69,7 @@ SUMMARY_COLUMNS = (
     ("sparsity", "sparsity", "{:.3f}"),
     ("GFLOP", "gflop", "{:.4f}"),
     ("% of peak", "peak_fraction", "{:.0%}"),  # n/a where no matching peak was measured (bf16)
-    ("speedup p50", "speedup_p50", "{:.2f}x"),
+    ("speedup p50 [95% CI]", "speedup_p50", lambda v: with_interval(v, "speedup_p50")),
     ("gzip ratio", "gzip_ratio", "{:.2f}x"),
 )
 
@@ -50,7 +82,8 @@ def markdown(r: dict, plotted: dict, figures: str) -> str:
         plotted: What each figure shows (from :mod:`train2infer.report.plots`).
         figures: Path of the figures folder relative to the report.
     """
-    out = summary(r["metrics"], r["benchmark"], r["prepare"]) + method(r["benchmark"]["method"])
+    out = summary(r["metrics"], r["benchmark"], r["prepare"]) + uncertainty(r["metrics"])
+    out += method(r["benchmark"]["method"])
     out += tradeoffs(r["metrics"], r["benchmark"], plotted, figures) + work(r["metrics"], figures)
     out += runtimes(r["metrics"], r["benchmark"])
     out += memory(r["benchmark"]["memory"]) + ["## Size", "", f"![Sizes]({figures}/sizes.png)", ""]
@@ -80,6 +113,49 @@ def summary(metrics: dict, bench: dict, prepare: dict) -> list[str]:
         (f"**Noisy:** latency CV above {threshold:.0%} for {', '.join(f'`{n}`' for n in flagged)}: compare their "
          "p50s with care (the interleaved method still exposes every variant to the same noise)."
          if flagged else f"Every variant's latency CV is within {threshold:.0%}."), "",
+    ] + machine_state(mach.get("state"))
+
+
+def machine_state(state: dict | None) -> list[str]:
+    """The machine's load during the measurement, with a warning when other work competed."""
+    if not state:
+        return []
+    load = "load average (1/5/15 min) before {} and after {}".format(
+        *("/".join(f"{x:.2f}" for x in state[k]) for k in ("loadavg_before", "loadavg_after")))
+    gov = f"frequency governor `{state['governor']}`" if state["governor"] else "frequency governor not exposed"
+    if state["others_fraction"] is None:
+        return [f"Machine state: {load}; {gov}; CPU time of other processes not readable (/proc/stat).", ""]
+    share = (f"other processes used {state['others_fraction']:.1%} of all CPUs' time over the "
+             f"{state['wall_s']:.0f} s of measurement (this run {state['own_fraction']:.1%})")
+    if state["busy"]:
+        return [f"**Busy machine:** {share}, above the {state['busy_threshold']:.0%} threshold; {load}; {gov}. "
+                "Latencies are slower and noisier than on a quiet machine: re-measure with "
+                "`dvc repro --force --single-item evaluate report` when it is idle.", ""]
+    return [f"Machine state: quiet; {share}; {load}; {gov}.", ""]
+
+
+def uncertainty(metrics: dict) -> list[str]:
+    """Accuracy against the baseline on the same test images: intervals, McNemar, verdicts."""
+    v, base = metrics["variants"], metrics["baseline"]
+    if "mcnemar_p" not in v[base]:
+        return []
+    out = ["## Accuracy against the baseline (paired, same test images)", "",
+           "| variant | accuracy [95% CI] | difference [95% CI] | only baseline right | only variant right | "
+           "McNemar p | at 5 % |", "|---|---|---|---:|---:|---:|---|"]
+    out += [f"| {n} | {accuracy_interval(r)} | {versus_baseline(r).split(', p=')[0]} | {r['mcnemar_only_baseline']} "
+            f"| {r['mcnemar_only_variant']} | {r['mcnemar_p']:.3g} | {r['accuracy_verdict']} |"
+            for n, r in v.items() if n != base]
+    h = metrics.get("headline", {})
+    return out + [
+        "", "Accuracy interval: Wilson score, 95 %. Difference: variant minus baseline in points, with a paired "
+        "bootstrap 95 % interval (10,000 resamples of the test images, both models' answers kept together). "
+        "McNemar: exact two-sided binomial test on the images exactly one of the two models gets right. Speedup "
+        "intervals (summary table): bootstrap 95 % over the interleaved rounds (2,000 resamples of whole rounds, "
+        "the same rounds for both models; single calls within a round are not independent).",
+        *([f"Largest accuracy drop of any variant: {100 * h['max_accuracy_drop']:.2f} points; the data cannot rule "
+           f"out a drop of up to {100 * h['max_accuracy_drop_upper']:.2f} points (upper 95 % bound)."]
+          if "max_accuracy_drop_upper" in h else []),
+        "Per-image predictions of every variant: `reports/evaluate/predictions.json` (a DVC output).", "",
     ]
 
 
@@ -140,7 +216,8 @@ def runtimes(metrics: dict, bench: dict) -> list[str]:
     for source in dict.fromkeys(d["source"] for d in info.values()):
         names = sorted((n for n, d in info.items() if d["source"] == source), key=lambda n: v[n]["latency_p50_ms"])
         out += [f"| {source} | `{n}` | {RUNTIME_NAMES[info[n]['runtime']]} | {info[n]['precision']} | "
-                f"{v[n]['latency_p50_ms']:.3f} | {v[n]['speedup_p50']:.2f}x | {v[n]['accuracy']:.4f} |" for n in names]
+                f"{v[n]['latency_p50_ms']:.3f} | {with_interval(v[n], 'speedup_p50')} | {v[n]['accuracy']:.4f} |"
+                for n in names]
         floats = [n for n in names if info[n]["precision"] == "float" and not info[n]["sparse"]]
         verdicts.append(f"`{source}`: fastest `{names[0]}` ({RUNTIME_NAMES[info[names[0]]['runtime']]})"
                         + (f"; at float32 `{floats[0]}` ({RUNTIME_NAMES[info[floats[0]]['runtime']]})" if floats else ""))
