@@ -137,8 +137,10 @@ def test_intervals_and_the_busy_machine_warning_are_printed():
     assert sections.accuracy_interval(row) == "0.9926 [0.9733, 0.9980]"
     assert sections.versus_baseline(row) == "+1.86 pts [+0.37, +3.35], p=0.0625"
     base = dict(row, accuracy_vs_baseline=0.0, mcnemar_p=1.0, mcnemar_only_variant=0)
-    text = "\n".join(sections.uncertainty({"baseline": "b", "variants": {"b": base, "v": row},
-                                           "headline": {"max_accuracy_drop": -0.0186, "max_accuracy_drop_upper": -0.0037}}))
+    text = "\n".join(sections.uncertainty({"baseline": "b", "variants": {"b": base, "v": row}, "machine": {"quiet_rounds": 0.8},
+                                           "headline": {"max_accuracy_drop": -0.0186, "max_accuracy_drop_upper": -0.0037}},
+                                          {"quiet_tolerance": 0.1, "bootstrap_block": 5, "session_cv": 0.02}))
+    assert "quiet (80% of the rounds, the baseline within 10% of its fastest)" in text and "spread of 2%" in text
     assert "| v | 0.9926 [0.9733, 0.9980] | +1.86 pts [+0.37, +3.35] | 0 | 5 | 0.0625 | no significant difference |" in text
     state = {"loadavg_before": [1.5, 0.5, 0.2], "loadavg_after": [2.0, 1.0, 0.4], "governor": None, "wall_s": 60.0,
              "own_fraction": 0.45, "others_fraction": 0.3, "busy_threshold": 0.1, "busy": True}

@@ -8,8 +8,8 @@ count), then cuts the session into consecutive windows of about ``--window`` sec
 one evaluate session, and computes in each window the speedup over the baseline two ways: the
 ratio of p50s over every round, and over the quiet rounds only (what evaluate reports). The
 spread of the window estimates (coefficient of variation) is what no resampling inside one
-session can see: ``evaluate.session_cv`` is set from it. Writes ``README.md`` and
-``summary.json`` to ``--out``.
+session can see: ``evaluate.session_cv`` is set from it. Writes ``summary.json`` (every
+window) and ``table.md`` (the summary table) to ``--out``.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     write_json(out / "summary.json", summary)
     lines = [f"| {n} | {len(v['windows'])} | {v['cv_all_rounds']:.1%} | {v['cv_quiet']:.1%} | "
              f"{v['next_window_outside_interval']} of {len(v['windows']) - 1} |" for n, v in summary["variants"].items()]
-    (out / "TABLE.md").write_text("| variant | windows | CV of p50 speedup, all rounds | CV, quiet rounds | next window's "
+    (out / "table.md").write_text("| variant | windows | CV of p50 speedup, all rounds | CV, quiet rounds | next window's "
                                   "estimate outside this window's bootstrap interval |\n|---|---:|---:|---:|---:|\n"
                                   + "\n".join(lines) + "\n")
     print(f"latency_noise: {n_rounds} rounds in {wall:.0f} s, windows of {per_window} rounds -> {out}/summary.json")

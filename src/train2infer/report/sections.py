@@ -82,7 +82,7 @@ def markdown(r: dict, plotted: dict, figures: str) -> str:
         plotted: What each figure shows (from :mod:`train2infer.report.plots`).
         figures: Path of the figures folder relative to the report.
     """
-    out = summary(r["metrics"], r["benchmark"], r["prepare"]) + uncertainty(r["metrics"])
+    out = summary(r["metrics"], r["benchmark"], r["prepare"]) + uncertainty(r["metrics"], r["benchmark"]["method"])
     out += method(r["benchmark"]["method"])
     out += tradeoffs(r["metrics"], r["benchmark"], plotted, figures) + work(r["metrics"], figures)
     out += runtimes(r["metrics"], r["benchmark"])
@@ -134,11 +134,15 @@ def machine_state(state: dict | None) -> list[str]:
     return [f"Machine state: quiet; {share}; {load}; {gov}.", ""]
 
 
-def uncertainty(metrics: dict) -> list[str]:
-    """Accuracy against the baseline on the same test images: intervals, McNemar, verdicts."""
+def uncertainty(metrics: dict, meth: dict) -> list[str]:
+    """Accuracy against the baseline on the same test images: intervals, McNemar, verdicts; how
+    the speedup intervals were made (``meth``: the evaluate method of ``benchmark.json``)."""
     v, base = metrics["variants"], metrics["baseline"]
     if "mcnemar_p" not in v[base]:
         return []
+    share = metrics.get("machine", {}).get("quiet_rounds")
+    quiet = (f"{share:.0%} of the rounds, the baseline within {meth.get('quiet_tolerance', 0):.0%} of its fastest"
+             if share is not None else "all rounds")
     out = ["## Accuracy against the baseline (paired, same test images)", "",
            "| variant | accuracy [95% CI] | difference [95% CI] | only baseline right | only variant right | "
            "McNemar p | at 5 % |", "|---|---|---|---:|---:|---:|---|"]
@@ -149,9 +153,14 @@ def uncertainty(metrics: dict) -> list[str]:
     return out + [
         "", "Accuracy interval: Wilson score, 95 %. Difference: variant minus baseline in points, with a paired "
         "bootstrap 95 % interval (10,000 resamples of the test images, both models' answers kept together). "
-        "McNemar: exact two-sided binomial test on the images exactly one of the two models gets right. Speedup "
-        "intervals (summary table): bootstrap 95 % over the interleaved rounds (2,000 resamples of whole rounds, "
-        "the same rounds for both models; single calls within a round are not independent).",
+        "McNemar: exact two-sided binomial test on the images exactly one of the two models gets right. Speedups "
+        f"(summary table): ratio of p50s over the rounds in which the machine was quiet ({quiet}), with a 95 % "
+        f"moving-block bootstrap interval over those rounds (runs of {meth.get('bootstrap_block', 1)} rounds, "
+        "the same rounds for both models: calls within a round share the machine's state, so rounds, not calls, "
+        f"are resampled), widened by this machine's session-to-session spread of {meth.get('session_cv', 0):.0%} "
+        "(`evaluate.session_cv`; docs/method.md). The exact test is "
+        "conservative when few images disagree: a difference interval that excludes 0 beside p ≥ 0.05 (e.g. 5 "
+        "images one way, 0 the other: p = 0.0625) is borderline evidence, reported as no significant difference.",
         *([f"Largest accuracy drop of any variant: {100 * h['max_accuracy_drop']:.2f} points; the data cannot rule "
            f"out a drop of up to {100 * h['max_accuracy_drop_upper']:.2f} points (upper 95 % bound)."]
           if "max_accuracy_drop_upper" in h else []),
