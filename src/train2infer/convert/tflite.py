@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 
 import numpy as np
 import tensorflow as tf
@@ -54,7 +56,9 @@ def to_tflite(
     if int8_io and precision in ("int8", "pqat"):
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-    return converter.convert()
+    with warnings.catch_warnings():  # full-integer conversion warns about legacy input stats we do not use
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+        return converter.convert()
 
 
 def quantize_aware(model: keras.Model, preserve_sparsity: bool = True) -> keras.Model:

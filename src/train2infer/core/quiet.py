@@ -25,6 +25,7 @@ NOISE = (
     "cpu_feature_guard.cc",
     "NodeDef mentions attribute use_unbounded_threadpool",
     "Created TensorFlow Lite XNNPACK delegate for CPU",
+    "fully_quantize: 0, inference_type: ",  # the TFLite quantizer's settings, printed per conversion
 )
 CUDA_NOISE = (
     "cudart_stub.cc",
