@@ -204,8 +204,8 @@ def bench(names: list[str], cfg, data: str = "data/prepared") -> dict:
         quiet = stats.quiet_rounds(base, cfg.quiet_tolerance)  # as evaluate counts them
         rows = {}
         for key in (k for k in rounds if k.startswith(f"{name}/")):
-            est, lo, hi = stats.ratio_interval(base, rounds[key], quiet=quiet, block=cfg.bootstrap_block,
-                                               session_cv=cfg.session_cv)
+            est, lo, hi = (1.0, 1.0, 1.0) if key.endswith(f"/{BASELINE.name}") else stats.ratio_interval(
+                base, rounds[key], quiet=quiet, block=cfg.bootstrap_block, session_cv=cfg.session_cv)
             rows[key.split("/", 1)[1]] = {"p50_ms": round(float(np.median(rounds[key][quiet])), 6),
                                           "speedup_p50": round(est, 4), "speedup_p50_ci_low": round(lo, 4),
                                           "speedup_p50_ci_high": round(hi, 4)}
@@ -332,9 +332,10 @@ def latency_source(summary: dict) -> str:
     return (f"Latency and speedup of {len(together)} experiment(s) (`timed: together`) from `python tools/sweep.py "
             f"bench`: one interleaved session, {b['method']['variants']} models each in its own process, "
             f"{b['method']['rounds']} rotating rounds of {b['method']['runs_per_round']} calls, "
-            f"{b['method']['threads']} thread(s){busy}; speedups over each experiment's own baseline with a "
-            "bootstrap 95 % interval over rounds (`bench.json`). Rows marked `alone` were timed by their own evaluate "
-            "and are not comparable with the others.")
+            f"{b['method']['threads']} thread(s){busy}; speedups over each experiment's own baseline, over the rounds in "
+            "which the machine was quiet, with evaluate's 95 % interval (moving-block bootstrap over rounds, widened by "
+            "`evaluate.session_cv`; `bench.json`). Rows marked `alone` were timed by their own evaluate and are not "
+            "comparable with the others.")
 
 
 def report(out: str, variant: str, benched: dict | None = None) -> dict:
