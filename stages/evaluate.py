@@ -5,8 +5,9 @@ TFLite variant in --export's ``manifest.json`` (LiteRT, XNNPACK). Method: each i
 process, timed interleaved in rotating rounds per thread count (see train2infer.evaluate).
 Reads:   params.yaml (``evaluate``); --data prepared folder (test split); --baseline
          ``.keras``; --export folder written by convert.
-Writes:  --out folder: ``metrics.json`` (a row per variant, ratios, headline),
-         ``benchmark.json`` (every measurement), ``plots/`` (tradeoff, latency, throughput).
+Writes:  --out folder: ``metrics.json`` (a row per variant, ratios and intervals, paired tests
+         against the baseline, headline), ``benchmark.json`` (every measurement, machine state),
+         ``predictions.json`` (class per test image per variant), ``plots/``.
 Run:     dvc repro evaluate     (re-measure only: dvc repro --force --single-item evaluate)
          python stages/evaluate.py --data data/prepared --baseline models/trained.keras \
              --export models/export --out reports/evaluate

@@ -61,6 +61,9 @@ def uncertainty(baseline: str, predicted: dict, y, samples_ms: dict, cfg) -> dic
         samples_ms: Variant -> every timed call's latency at the primary thread count, in order.
         cfg: The ``evaluate`` section (``runs_per_round``, ``quiet_tolerance``,
             ``bootstrap_block``, ``session_cv``).
+
+    Returns:
+        ``{"variants": {name: row}, "quiet_rounds": share of the rounds counted}``.
     """
     import numpy as np
 
@@ -77,7 +80,7 @@ def uncertainty(baseline: str, predicted: dict, y, samples_ms: dict, cfg) -> dic
         out[name] = {k: round(v, 6) if isinstance(v, float) else v for k, v in acc.items()} | {
             "latency_p50_ms_quiet": round(float(np.median(rounds[quiet])), 6),
             "speedup_p50_ci_low": round(lo, 4), "speedup_p50_ci_high": round(hi, 4)}
-    return out | {"quiet_rounds": round(float(quiet.mean()), 4)}
+    return {"variants": out, "quiet_rounds": round(float(quiet.mean()), 4)}
 
 
 def variant_row(

@@ -27,9 +27,10 @@ def run(cfg, data: str | Path, baseline: str | Path, export: str | Path, out: Pa
         data: Prepared-data folder (the test split).
         baseline: The trained ``.keras`` model.
         export: The folder convert wrote (with ``manifest.json``).
-        out: Folder to write: ``metrics.json``, ``benchmark.json`` (every measurement, per
-            thread count, and accuracy per class) and ``plots/`` (``tradeoff.json``,
-            ``latency.json``, ``throughput.json``).
+        out: Folder to write: ``metrics.json`` (with intervals and paired tests),
+            ``benchmark.json`` (every measurement, per thread count, accuracy per class, the
+            machine and its state), ``predictions.json`` (every variant's class per test image)
+            and ``plots/`` (``tradeoff.json``, ``latency.json``, ``throughput.json``).
 
     Returns:
         The metrics.
@@ -153,7 +154,7 @@ def assemble(variants, sources, predicted, y, runs, peaks, threads, uncertainty)
             throughput={int(b): ips for b, ips in wide["throughput"].items()},
             saturation_batch=wide["saturation_batch"], work=sources[v.source],
             peak_gflops=None if v.precision == "bf16" else peaks[threads[0]]["int8" if v.integer else "float32"]["gflops"],
-            peak_rss_bytes=primary["variants"][v.name]["memory"]["peak_rss_bytes"]) | uncertainty[v.name]
+            peak_rss_bytes=primary["variants"][v.name]["memory"]["peak_rss_bytes"]) | uncertainty["variants"][v.name]
     metrics = M.build_metrics(BASELINE.name, rows, {v.name: v.float_twin for v in variants})
     metrics["headline"] = M.headline(metrics)
     metrics["machine"] = {"cpus": os.cpu_count(), "threads": threads[0], "threads_all_cores": max(threads),
