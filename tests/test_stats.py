@@ -148,3 +148,15 @@ def test_moving_blocks_keep_consecutive_rounds_together():
     assert idx.shape == (100, 23) and idx.min() >= 0 and idx.max() <= 22
     assert (np.diff(idx[:, :5], axis=1) == 1).all()  # the first block is 5 consecutive rounds
     assert stats._block_indices(np.random.default_rng(0), 3, 5, 4).shape == (4, 3)  # block longer than the session
+
+
+def test_speedups_of_a_session_count_the_baselines_quiet_rounds():
+    base, var = session(np.random.default_rng(4))
+    got, share = stats.speedups({"base": base, "v": var}, "base", tolerance=0.10, block=5, session_cv=0.03)
+    quiet = stats.quiet_rounds(base, 0.10)
+    assert share == pytest.approx(quiet.mean()) and 0 < share < 1
+    assert got["base"] | {"latency_p50_ms_quiet": 0} == {"speedup_p50": 1.0, "speedup_p50_ci_low": 1.0,
+                                                         "speedup_p50_ci_high": 1.0, "latency_p50_ms_quiet": 0}
+    want = stats.ratio_interval(base, var, quiet=quiet, block=5, session_cv=0.03)
+    assert (got["v"]["speedup_p50"], got["v"]["speedup_p50_ci_low"], got["v"]["speedup_p50_ci_high"]) == want
+    assert got["v"]["latency_p50_ms_quiet"] == np.median(var[quiet])

@@ -200,16 +200,13 @@ def bench(names: list[str], cfg, data: str = "data/prepared") -> dict:
     revs = {e["name"]: e["rev"] for e in experiments(shown)}
     result = {}
     for name in names:
-        base = rounds[f"{name}/{BASELINE.name}"]
-        quiet = stats.quiet_rounds(base, cfg.quiet_tolerance)  # as evaluate counts them
-        rows = {}
-        for key in (k for k in rounds if k.startswith(f"{name}/")):
-            est, lo, hi = (1.0, 1.0, 1.0) if key.endswith(f"/{BASELINE.name}") else stats.ratio_interval(
-                base, rounds[key], quiet=quiet, block=cfg.bootstrap_block, session_cv=cfg.session_cv)
-            rows[key.split("/", 1)[1]] = {"p50_ms": round(float(np.median(rounds[key][quiet])), 6),
-                                          "speedup_p50": round(est, 4), "speedup_p50_ci_low": round(lo, 4),
-                                          "speedup_p50_ci_high": round(hi, 4)}
-        result[name] = {"rev": revs.get(name, "workspace"), "variants": rows, "quiet_rounds": round(float(quiet.mean()), 4)}
+        mine = {k.split("/", 1)[1]: r for k, r in rounds.items() if k.startswith(f"{name}/")}
+        speed, quiet_share = stats.speedups(mine, BASELINE.name, tolerance=cfg.quiet_tolerance,  # as evaluate
+                                            block=cfg.bootstrap_block, session_cv=cfg.session_cv)
+        rows = {v: {"p50_ms": round(t["latency_p50_ms_quiet"], 6), "speedup_p50": round(t["speedup_p50"], 4),
+                    "speedup_p50_ci_low": round(t["speedup_p50_ci_low"], 4),
+                    "speedup_p50_ci_high": round(t["speedup_p50_ci_high"], 4)} for v, t in speed.items()}
+        result[name] = {"rev": revs.get(name, "workspace"), "variants": rows, "quiet_rounds": round(quiet_share, 4)}
     return {"method": {"threads": threads, "rounds": got["rounds"], "runs_per_round": cfg.runs_per_round,
                        "variants": len(kinds)},
             "machine": machine.describe() | {"state": state}, "experiments": result}

@@ -65,22 +65,19 @@ def uncertainty(baseline: str, predicted: dict, y, samples_ms: dict, cfg) -> dic
     Returns:
         ``{"variants": {name: row}, "quiet_rounds": share of the rounds counted}``.
     """
-    import numpy as np
-
     from train2infer.evaluate import stats
 
-    base_rounds = stats.by_round(samples_ms[baseline], cfg.runs_per_round)
-    quiet = stats.quiet_rounds(base_rounds, cfg.quiet_tolerance)
+    rounds = {n: stats.by_round(samples_ms[n], cfg.runs_per_round) for n in predicted}
+    speed, quiet_share = stats.speedups(rounds, baseline, tolerance=cfg.quiet_tolerance, block=cfg.bootstrap_block,
+                                        session_cv=cfg.session_cv)
     out = {}
     for name, pred in predicted.items():
-        rounds = stats.by_round(samples_ms[name], cfg.runs_per_round)
         acc = stats.compare_accuracy(y, predicted[baseline], pred)
-        _, lo, hi = (1.0, 1.0, 1.0) if name == baseline else stats.ratio_interval(
-            base_rounds, rounds, quiet=quiet, block=cfg.bootstrap_block, session_cv=cfg.session_cv)
         out[name] = {k: round(v, 6) if isinstance(v, float) else v for k, v in acc.items()} | {
-            "latency_p50_ms_quiet": round(float(np.median(rounds[quiet])), 6),
-            "speedup_p50_ci_low": round(lo, 4), "speedup_p50_ci_high": round(hi, 4)}
-    return {"variants": out, "quiet_rounds": round(float(quiet.mean()), 4)}
+            "latency_p50_ms_quiet": round(speed[name]["latency_p50_ms_quiet"], 6),
+            "speedup_p50_ci_low": round(speed[name]["speedup_p50_ci_low"], 4),
+            "speedup_p50_ci_high": round(speed[name]["speedup_p50_ci_high"], 4)}
+    return {"variants": out, "quiet_rounds": round(quiet_share, 4)}
 
 
 def variant_row(

@@ -163,3 +163,28 @@ def ratio_interval(base_rounds, variant_rounds, *, quiet=None, block: int = 1, s
     hi = estimate * math.exp(math.sqrt(math.log(max(hi, estimate) / estimate) ** 2 + widen))
     return estimate, float(lo), float(hi)
 
+
+def speedups(rounds: dict, baseline: str, *, tolerance: float, block: int, session_cv: float) -> tuple[dict, float]:
+    """Every model's speedup over ``baseline`` in one interleaved session, as evaluate reports it.
+
+    Args:
+        rounds: Model -> its latencies, ``(rounds, calls)`` (:func:`by_round`), same rounds for all.
+        baseline: The key of the baseline in ``rounds``.
+        tolerance: See :func:`quiet_rounds` (the baseline's rounds decide which count).
+        block: See :func:`ratio_interval`.
+        session_cv: See :func:`ratio_interval`.
+
+    Returns:
+        ``({model: {"speedup_p50", "speedup_p50_ci_low", "speedup_p50_ci_high",
+        "latency_p50_ms_quiet"}}, share of the rounds counted)``; the baseline's own speedup is
+        exactly 1 with no interval around it.
+    """
+    base = rounds[baseline]
+    quiet = quiet_rounds(base, tolerance)
+    out = {}
+    for name, r in rounds.items():
+        est, lo, hi = (1.0, 1.0, 1.0) if name == baseline else ratio_interval(
+            base, r, quiet=quiet, block=block, session_cv=session_cv)
+        out[name] = {"speedup_p50": est, "speedup_p50_ci_low": lo, "speedup_p50_ci_high": hi,
+                     "latency_p50_ms_quiet": float(np.median(r[quiet]))}
+    return out, float(quiet.mean())
