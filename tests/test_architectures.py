@@ -40,7 +40,7 @@ def shapes32(tmp_path_factory):
     from train2infer.prepare.run import run
 
     folder = tmp_path_factory.mktemp("shapes32")
-    run(params(SMALL).prepare, 0, folder / "prepared", folder / "summary.json")
+    run(params(SMALL).prepare, 0, folder / "prepared", folder / "summary.json", folder / "timing.json")
     return folder / "prepared"
 
 

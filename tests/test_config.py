@@ -156,7 +156,7 @@ def test_the_validator_reads_ranges_from_field_metadata():
 
 
 STAGE_ARGS = {
-    "prepare": ["--out", "out/prepared", "--summary", "out/summary.json"],
+    "prepare": ["--out", "out/prepared", "--summary", "out/summary.json", "--timing", "out/timing.json"],
     "train": ["--data", "out/prepared", "--model", "out/model.keras", "--reports", "out/train", "--backup", "out/b"],
     "shrink": ["--data", "out/prepared", "--model-in", "m.keras", "--model-out", "out/s.keras", "--reports", "out/s"],
     "prune": ["--data", "out/prepared", "--model-in", "m.keras", "--model-out", "out/p.keras", "--reports", "out/p"],

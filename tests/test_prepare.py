@@ -45,7 +45,7 @@ def folder_params(tmp_path: Path, root: Path, *extra: str) -> Path:
 
 
 def prepare(tmp_path: Path):
-    proc = run_stage("prepare", ["--out", "d", "--summary", "r/summary.json"], tmp_path)
+    proc = run_stage("prepare", ["--out", "d", "--summary", "r/summary.json", "--timing", "r/timing.json"], tmp_path)
     return proc, tmp_path / "d", tmp_path / "r" / "summary.json"
 
 
@@ -227,8 +227,8 @@ def test_shapes_config_is_checked():
 
 def test_shapes_stage_is_trainable_data(tmp_path):
     p = params(TINY + ["prepare=shapes", "prepare.count=600", "prepare.image_size=16", "prepare.workers=1"])
-    s = run(p.prepare, p.seed, tmp_path / "d", tmp_path / "summary.json")
-    assert json.loads((tmp_path / "summary.json").read_text()) == s
+    s = run(p.prepare, p.seed, tmp_path / "d", tmp_path / "summary.json", tmp_path / "timing.json")
+    assert json.loads((tmp_path / "summary.json").read_text()) == {k: v for k, v in s.items() if k != "timing"}
     assert s["class_names"] == ["circle", "rectangle", "triangle", "line", "cross", "star"]
     assert s["image_shape"] == [16, 16, 3]
     assert s["sizes"] == {"train": 420, "val": 90, "test": 90}
@@ -242,7 +242,7 @@ def test_keras_offline_and_not_cached_is_one_clear_line(tmp_path):
     cfg = compose(TINY + ["prepare=keras", "prepare.dataset=fashion_mnist", f"prepare.cache_dir={tmp_path / 'kc'}"])
     (tmp_path / "params.yaml").write_text(OmegaConf.to_yaml(cfg))
     env = {"HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}  # no network, fast
-    proc = run_stage("prepare", ["--out", "d", "--summary", "r/summary.json"], tmp_path, env=env)
+    proc = run_stage("prepare", ["--out", "d", "--summary", "r/summary.json", "--timing", "r/timing.json"], tmp_path, env=env)
     assert_failed_cleanly(proc, tmp_path / "d", tmp_path / "r" / "summary.json",
                           "Keras dataset fashion_mnist: not in the Keras cache", str(tmp_path / "kc"),
                           "download failed")
@@ -308,8 +308,10 @@ def test_prepared_roundtrip_and_bad_files(tmp_path):
 
 
 def test_prepare_run_writes_data_and_summary(tmp_path, tiny):
-    summary = run(tiny.prepare, tiny.seed, tmp_path / "d", tmp_path / "summary.json")
-    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    summary = run(tiny.prepare, tiny.seed, tmp_path / "d", tmp_path / "summary.json", tmp_path / "timing.json")
+    timing = json.loads((tmp_path / "timing.json").read_text())
+    assert timing == summary.pop("timing") and timing["seconds"] > 0 and timing["images_per_s"] > 0
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary  # no timing in the summary
     assert summary["image_shape"] == [16, 16, 1] and summary["source"] == "digits"
     assert sum(summary["sizes"].values()) == 1797
     for part in SPLITS:

@@ -105,5 +105,6 @@ def test_an_image_size_too_small_for_the_architecture_stops_the_first_stage(work
     """A rule between sections (model=application needs 32x32) fails whichever stage runs first,
     here prepare, before it writes anything."""
     write_params(workdir / "small.yaml", TINY[:1] + ["model=application"])
-    proc = run_stage("prepare", ["--params", "small.yaml", "--out", "out/prepared", "--summary", "out/s.json"], workdir)
+    proc = run_stage("prepare", ["--params", "small.yaml", "--out", "out/prepared", "--summary", "out/s.json",
+                                 "--timing", "out/t.json"], workdir)
     assert_clean_failure(proc, workdir, "model.name='application' needs prepare.image_size >= 32", "got 16")

@@ -145,6 +145,8 @@ def test_train_run_writes_the_model_and_every_declared_report(tmp_path, tiny, pr
     assert metrics["step"] == 2 and metrics["val_accuracy_inference"] == pytest.approx(result["val_accuracy"])
     speed = json.loads((tmp_path / "r" / "throughput.json").read_text())
     assert speed["images_per_second"] > 0 and speed["input_images_per_second"] > speed["images_per_second"]
+    assert speed["train_seconds"] > 0
+    assert not [k for k in metrics if "second" in k]  # timings live in throughput.json only
     rows = (tmp_path / "r" / "plots" / "metrics" / "train" / "accuracy.tsv").read_text().splitlines()
     assert len(rows) == 1 + 3
     assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())  # backup removed on success

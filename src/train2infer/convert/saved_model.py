@@ -9,8 +9,31 @@ import tf_keras as keras
 
 
 def export_saved_model(model: keras.Model, path: str | Path) -> None:
-    """Export an inference SavedModel (``serving_default`` signature) to ``path``."""
+    """Export an inference SavedModel (``serving_default`` signature) to ``path``.
+
+    The same model gives the same bytes: TensorFlow writes a random ``uuid`` into
+    ``fingerprint.pb``; it is replaced by one derived from the fingerprint's own hashes of the
+    graph, signatures and checkpoint (:func:`stable_fingerprint`).
+    """
     tf.saved_model.save(model, str(path))
+    stable_fingerprint(path)
+
+
+def stable_fingerprint(saved_model_dir: str | Path) -> None:
+    """Replace the random ``uuid`` of a SavedModel's ``fingerprint.pb`` (if it has one) by a
+    digest of the fingerprint's content hashes, so equal SavedModels have equal files."""
+    import hashlib
+
+    from tensorflow.core.protobuf import fingerprint_pb2
+
+    path = Path(saved_model_dir) / "fingerprint.pb"
+    if not path.is_file():
+        return
+    fp = fingerprint_pb2.FingerprintDef.FromString(path.read_bytes())
+    fp.ClearField("uuid")
+    digest = hashlib.sha256(fp.SerializeToString(deterministic=True)).digest()[:16]
+    fp.uuid = str(int.from_bytes(digest, "big"))
+    path.write_bytes(fp.SerializeToString(deterministic=True))
 
 
 def graph_optimization(saved_model_dir: str | Path) -> dict:

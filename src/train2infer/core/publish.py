@@ -109,3 +109,30 @@ def read_json(path: str | os.PathLike, what: str = "file"):
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise Train2InferError(f"{what} is not valid JSON: {p} ({exc.msg} at line {exc.lineno})") from None
+
+
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
+
+
+def stable_zip(path: str | os.PathLike, edit=None) -> None:
+    """Rewrite a zip archive so that the same contents give the same bytes.
+
+    Every entry gets the fixed time :data:`ZIP_EPOCH` (libraries stamp the time of saving),
+    keeping its order, name, compression and permission bits.
+
+    Args:
+        path: The archive (``.keras``, ``.npz``), rewritten in place (atomically).
+        edit: Optional ``edit(name, data) -> data`` applied to every entry's bytes, e.g. to
+            drop a save date from a metadata file.
+    """
+    import zipfile
+
+    src = Path(path)
+    tmp = src.with_name(src.name + ".stable")
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(tmp, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            out = zipfile.ZipInfo(info.filename, date_time=ZIP_EPOCH)
+            out.compress_type, out.external_attr = info.compress_type, info.external_attr
+            zout.writestr(out, edit(info.filename, data) if edit else data)
+    os.replace(tmp, src)

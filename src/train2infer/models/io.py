@@ -8,6 +8,7 @@ import numpy as np
 import tf_keras as keras
 
 from train2infer import Train2InferError
+from train2infer.core.publish import stable_zip
 
 
 def load_model(path) -> keras.Model:
@@ -35,8 +36,22 @@ def save_for_inference(model: keras.Model, path) -> None:
 
     The native format has no ``include_optimizer`` switch, so an uncompiled clone is
     saved; sizes reported for the Keras baseline are therefore weights, not Adam slots.
+    The same model gives the same bytes: the save date tf_keras writes into ``metadata.json``
+    and the zip entries' times are removed (:func:`stable_zip`), so DVC sees an unchanged file.
     """
     clone(model).save(path)
+    stable_zip(path, edit=_without_save_date)
+
+
+def _without_save_date(name: str, data: bytes) -> bytes:
+    """``metadata.json`` without ``date_saved`` (nothing reads it back); other entries as they are."""
+    if name != "metadata.json":
+        return data
+    import json
+
+    meta = json.loads(data)
+    meta.pop("date_saved", None)
+    return json.dumps(meta).encode()
 
 
 def same_weights(a: keras.Model, b: keras.Model) -> bool:

@@ -54,34 +54,38 @@ def warn(report: dict) -> None:
               f"{listing(report['ignored'])}", file=sys.stderr)
 
 
-def run(cfg, seed: int, out: str | Path, summary_path: str | Path) -> dict:
+def run(cfg, seed: int, out: str | Path, summary_path: str | Path, timing_path: str | Path) -> dict:
     """Prepare the data described by ``cfg`` (a :mod:`train2infer.prepare.config` schema).
 
     Args:
         cfg: The ``prepare`` section.
         seed: Split (and shapes) seed.
         out: Folder to write the prepared splits into (created).
-        summary_path: JSON summary to write: counts per class and split, image shape,
-            seconds and images/s, and for ``folder`` the files skipped or ignored and why.
+        summary_path: JSON summary to write: counts per class and split, image shape, and for
+            ``folder`` the files skipped or ignored and why. The same data and params give the
+            same bytes.
+        timing_path: JSON to write the measured ``seconds`` and ``images_per_s`` to (kept apart
+            from the summary, which can then be compared by hash).
 
     Returns:
-        The summary.
+        The summary, with ``timing``.
     """
     start = time.perf_counter()
     splits, class_names, extra = load(cfg, seed)
     seconds = time.perf_counter() - start
     summary = split.summarize(splits, class_names)
     total = sum(summary["sizes"].values())
-    summary.update(source=cfg.name, seconds=round(seconds, 2), images_per_s=round(total / max(seconds, 1e-9), 1),
-                   **extra)
+    summary.update(source=cfg.name, **extra)
+    timing = {"seconds": round(seconds, 2), "images_per_s": round(total / max(seconds, 1e-9), 1)}
     save_prepared(out, splits, class_names, cfg.name)
     write_json(summary_path, summary)
-    return summary
+    write_json(timing_path, timing)
+    return {**summary, "timing": timing}
 
 
 def describe(summary: dict) -> str:
     """The stage's closing line."""
     sizes = summary["sizes"]
     return (f"prepare: {summary['source']} {summary['image_shape']} {summary['num_classes']} classes "
-            f"train={sizes['train']} val={sizes['val']} test={sizes['test']} in {summary['seconds']:.1f} s "
-            f"({summary['images_per_s']:.0f} images/s)")
+            f"train={sizes['train']} val={sizes['val']} test={sizes['test']} in {summary['timing']['seconds']:.1f} s "
+            f"({summary['timing']['images_per_s']:.0f} images/s)")
