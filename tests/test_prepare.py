@@ -242,7 +242,8 @@ def test_keras_offline_and_not_cached_is_one_clear_line(tmp_path):
     cfg = compose(TINY + ["prepare=keras", "prepare.dataset=fashion_mnist", f"prepare.cache_dir={tmp_path / 'kc'}"])
     (tmp_path / "params.yaml").write_text(OmegaConf.to_yaml(cfg))
     env = {"HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}  # no network, fast
-    proc = run_stage("prepare", ["--out", "d", "--summary", "r/summary.json", "--timing", "r/timing.json"], tmp_path, env=env)
+    proc = run_stage("prepare", ["--out", "d", "--summary", "r/summary.json", "--timing", "r/timing.json"], tmp_path,
+                     env=env)
     assert_failed_cleanly(proc, tmp_path / "d", tmp_path / "r" / "summary.json",
                           "Keras dataset fashion_mnist: not in the Keras cache", str(tmp_path / "kc"),
                           "download failed")

@@ -129,10 +129,13 @@ def stable_zip(path: str | os.PathLike, edit=None) -> None:
 
     src = Path(path)
     tmp = src.with_name(src.name + ".stable")
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(tmp, "w") as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            out = zipfile.ZipInfo(info.filename, date_time=ZIP_EPOCH)
-            out.compress_type, out.external_attr = info.compress_type, info.external_attr
-            zout.writestr(out, edit(info.filename, data) if edit else data)
-    os.replace(tmp, src)
+    try:
+        with zipfile.ZipFile(src) as zin, zipfile.ZipFile(tmp, "w") as zout:
+            for info in zin.infolist():
+                data = zin.read(info)
+                out = zipfile.ZipInfo(info.filename, date_time=ZIP_EPOCH)
+                out.compress_type, out.external_attr = info.compress_type, info.external_attr
+                zout.writestr(out, edit(info.filename, data) if edit else data)
+        os.replace(tmp, src)
+    finally:
+        remove(tmp)
