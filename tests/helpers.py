@@ -127,6 +127,16 @@ def make_project(dst: Path, overrides: list[str]) -> Path:
     return dst
 
 
+def run_project(dst: Path, overrides: list[str]) -> tuple[Path, str]:
+    """:func:`make_project`, then one real `dvc repro` whose results are committed; returns the
+    folder and what `dvc repro` printed."""
+    make_project(dst, overrides)
+    ran = dvc("repro", cwd=dst)
+    git("add", "-A", cwd=dst)
+    git("commit", "-qm", "dvc repro", cwd=dst)
+    return dst, ran.stdout + ran.stderr
+
+
 def module_file(name: str) -> Path | None:
     """The file of module ``train2infer.<name>`` (dotted), or None."""
     base = SRC / "train2infer" / Path(*name.split("."))

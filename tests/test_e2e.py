@@ -9,7 +9,7 @@ import yaml
 
 import pytest
 
-from helpers import ROOT, TINY, dvc, git, make_project
+from helpers import ROOT, TINY, dvc, git, make_project, run_project
 from test_report import check_report
 from train2infer.core import quiet
 from train2infer.evaluate.metrics import METRIC_KEYS
@@ -28,11 +28,7 @@ def _ran(output: str) -> list[str]:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     """A copy of the tracked project with tiny params, committed, after one `dvc repro`."""
-    dst = make_project(tmp_path_factory.mktemp("e2e") / "proj", TINY)
-    first = dvc("repro", cwd=dst)
-    git("add", "-A", cwd=dst)
-    git("commit", "-qm", "repro", cwd=dst)
-    return dst, first.stdout + first.stderr
+    return run_project(tmp_path_factory.mktemp("e2e") / "proj", TINY)
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from helpers import TINY, dvc, git, make_project
+from helpers import TINY, dvc, git, run_project
 
 pytestmark = pytest.mark.slow
 
@@ -23,11 +23,10 @@ def _ran(output: str) -> list[str]:
 def test_push_pull_repro_runs_nothing_and_experiments_travel(tmp_path):
     origin, store = tmp_path / "origin.git", tmp_path / "dvc-store"
     git("init", "-q", "--bare", str(origin), cwd=tmp_path)
-    a = make_project(tmp_path / "a", TINY)
+    a, ran = run_project(tmp_path / "a", TINY)
+    assert _ran(ran)
     dvc("remote", "add", "-d", "shared", str(store), cwd=a)
-    assert _ran(dvc("repro", cwd=a).stdout)
-    git("add", "-A", cwd=a)
-    git("commit", "-qm", "pipeline run", cwd=a)
+    git("commit", "-qam", "DVC remote", cwd=a)
     git("remote", "add", "origin", str(origin), cwd=a)
     git("push", "-q", "origin", "HEAD:refs/heads/main", cwd=a)
     dvc("push", cwd=a)

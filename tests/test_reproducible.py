@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import TINY, dvc, git, make_project
+from helpers import TINY, dvc, git, run_project
 from train2infer.core.publish import ZIP_EPOCH, stable_zip
 
 # Files holding measured times (seconds, images/s) and nothing the other outputs could be
@@ -99,10 +99,7 @@ def _lock_outs(root: Path) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_the_pipeline_twice_from_scratch_gives_the_same_bytes(tmp_path):
-    a = make_project(tmp_path / "a", TINY)
-    dvc("repro", cwd=a)
-    git("add", "-A", cwd=a)
-    git("commit", "-qm", "run", cwd=a)
+    a, _ = run_project(tmp_path / "a", TINY)
     b = tmp_path / "b"
     git("clone", "-q", str(a), str(b), cwd=tmp_path)  # a fresh folder: no outputs, no cache
     assert not (b / "models").exists()

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import sweep
-from helpers import ROOT, TINY, dvc, git, make_project, tool_env
+from helpers import ROOT, TINY, dvc, run_project, tool_env
 from train2infer import Train2InferError
 
 
@@ -53,10 +53,7 @@ def test_summary_and_frontiers():
 
 @pytest.mark.slow
 def test_queued_two_point_sweep_runs_and_is_summarised(tmp_path):
-    proj = make_project(tmp_path / "proj", TINY)
-    dvc("repro", cwd=proj)
-    git("add", "-A", cwd=proj)
-    git("commit", "-qm", "baseline", cwd=proj)
+    proj, _ = run_project(tmp_path / "proj", TINY)
 
     def module(*args, check=True):
         proc = subprocess.run([sys.executable, "tools/sweep.py", *args], cwd=proj, env=tool_env(),
