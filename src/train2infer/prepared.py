@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from train2infer import Train2InferError
-from train2infer.core.publish import read_json, stable_zip, write_json
+from train2infer.core.publish import read_json, write_json
 
 SPLITS = ("train", "val", "test")
 
@@ -30,12 +30,11 @@ def save_prepared(
     source: str,
 ) -> None:
     """Write the prepared-data folder (see the module docstring); the same splits give the
-    same bytes (no time stamps in the ``.npz`` archives, whichever NumPy wrote them)."""
+    same bytes (``np.savez`` gives every entry the zip format's fixed default time)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name, (x, y) in splits.items():
         np.savez(folder / f"{name}.npz", x=x.astype(np.uint8), y=y.astype(np.int64))
-        stable_zip(folder / f"{name}.npz")
     x0 = next(iter(splits.values()))[0]
     write_json(
         folder / "meta.json",

@@ -121,7 +121,7 @@ def stable_zip(path: str | os.PathLike, edit=None) -> None:
     keeping its order, name, compression and permission bits.
 
     Args:
-        path: The archive (``.keras``, ``.npz``), rewritten in place (atomically).
+        path: The archive (e.g. a ``.keras`` file), rewritten in place (atomically).
         edit: Optional ``edit(name, data) -> data`` applied to every entry's bytes, e.g. to
             drop a save date from a metadata file.
     """
