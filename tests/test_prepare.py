@@ -319,3 +319,64 @@ def test_prepare_run_writes_data_and_summary(tmp_path, tiny):
         x, y = load_prepared(tmp_path / "d", part)
         assert len(x) == summary["sizes"][part]
         assert sum(summary["counts"][part].values()) == len(y)
+
+
+def test_given_splits_are_used_as_they_are(tmp_path):
+    """A benchmark's own test (and validation) folders: every image there lands in that split."""
+    root = tmp_path / "data"
+    tree(root / "train", {"cat": 12, "dog": 12})
+    for name, levels in (("cat", (201, 202, 203)), ("dog", (211, 212, 213, 214))):  # grey levels train lacks
+        (root / "test" / name).mkdir(parents=True)
+        for v in levels:
+            Image.fromarray(np.full((12, 20, 3), v, np.uint8), "RGB").save(root / "test" / name / f"t{v}.png")
+    tree(root / "val", {"cat": 2, "dog": 2}, start=200)
+    folder_params(tmp_path, root, "prepare.train_path=train", "prepare.test_path=test", "prepare.test_fraction=null")
+    proc, out, summary = prepare(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(summary.read_text())
+    assert s["sizes"]["test"] == 7 and s["counts"]["test"] == {"cat": 3, "dog": 4}
+    assert s["sizes"]["train"] + s["sizes"]["val"] == 24 and s["given_splits"] == {"test": str(root / "test")}
+    x_test, _ = load_prepared(out, "test")
+    assert sorted({int(v) for v in x_test[..., 0].ravel()}) == [201, 202, 203, 211, 212, 213, 214]
+    folder_params(tmp_path, root, "prepare.train_path=train", "prepare.test_path=test", "prepare.test_fraction=null",
+                  "prepare.val_path=val", "prepare.val_fraction=null")
+    proc, out, summary = prepare(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(summary.read_text())
+    assert (s["sizes"]["train"], s["sizes"]["val"], s["sizes"]["test"]) == (24, 4, 7)
+
+
+@pytest.mark.parametrize("layout, extra, phrases", [
+    # train/ and test/ read as two classes: refused, with the settings that point at them
+    ({"train": {"a": 5, "b": 5}, "test": {"a": 2, "b": 2}}, [],
+     ["holds split folders (test, train), not class folders", "prepare.train_path=train prepare.test_path=test"]),
+    # a test folder whose classes differ from the training folder's
+    ({"train": {"a": 5, "b": 5}, "test": {"a": 2, "c": 2}},
+     ["prepare.train_path=train", "prepare.test_path=test", "prepare.test_fraction=null"],
+     ["prepare.test_path: the classes of", "differ from the training folder's (missing b; not in training: c)"]),
+    ({"train": {"a": 5, "b": 5}}, ["prepare.train_path=train", "prepare.test_path=test", "prepare.test_fraction=null"],
+     ["test: folder not found"]),
+])
+def test_split_folders_that_do_not_fit_fail_with_one_line(tmp_path, layout, extra, phrases):
+    root = tmp_path / "data"
+    for sub, spec in layout.items():
+        tree(root / sub, spec)
+    folder_params(tmp_path, root, *extra)
+    proc, out, summary = prepare(tmp_path)
+    assert_failed_cleanly(proc, out, summary, *phrases)
+
+
+def test_every_format_pillow_reads_is_an_image(tmp_path):
+    """PPM/PGM, TIFF and WebP (common in public datasets) are images, not ignored files."""
+    assert {".ppm", ".pgm", ".tif", ".tiff", ".webp", ".png", ".jpg"} <= set(sources.image_extensions())
+    root = tmp_path / "data"
+    for k, (name, fmt, ext) in enumerate([("a", "PPM", "ppm"), ("b", "TIFF", "tif"), ("c", "WEBP", "webp")]):
+        (root / name).mkdir(parents=True)
+        for i in range(4):
+            img = Image.fromarray(np.full((6, 6, 3), 60 * k + i, np.uint8), "RGB")
+            img.save(root / name / f"x{i}.{ext}", fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    (root / "b" / "gray.pgm").write_bytes(png_bytes(Image.new("L", (6, 6), 7), "PPM"))
+    images, labels, names, report = sources.load_folder(root, 6, 3, workers=1)
+    assert names == ["a", "b", "c"] and list(np.bincount(labels)) == [4, 5, 4]
+    assert report["ignored"] == [] and report["skipped"] == []
+    assert sorted({int(v) for v in images[labels == 2][..., 0].ravel()}) == [120, 121, 122, 123]  # lossless WebP

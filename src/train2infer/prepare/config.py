@@ -8,6 +8,7 @@ interpolates it). Sources that read no files (digits, shapes, keras) point it at
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, Optional
 
 from train2infer.core.params import ParamError, check_range, choice, ranged
@@ -42,9 +43,46 @@ class DigitsConfig:
 
 @dataclass
 class FolderConfig(DigitsConfig):
-    """``prepare=folder``: an image tree ``path/<class name>/*.png|jpg|jpeg|bmp|gif``."""
+    """``prepare=folder``: an image tree ``path/<class name>/<images>`` (every format Pillow reads),
+    or split folders inside ``path`` (``train_path``, ``val_path``, ``test_path``) each holding the
+    class folders, as benchmarks ship them: a given split is used as it is, a missing one is cut
+    from the training folder (``val_fraction`` / ``test_fraction``, stratified)."""
 
+    val_fraction: Optional[float]  # null when val_path is given
+    test_fraction: Optional[float]  # null when test_path is given
     workers: int = ranged(0)  # decode processes; 0 = one per core
+    train_path: Optional[str]  # folders inside path; null: path itself holds the class folders
+    val_path: Optional[str]
+    test_path: Optional[str]
+
+    def check(self) -> None:
+        if not str(self.path).strip():
+            raise ParamError("path", self.path, "must name a folder")
+        for key in ("train_path", "val_path", "test_path"):
+            sub = getattr(self, key)
+            if sub is not None and (not str(sub).strip() or Path(sub).is_absolute() or ".." in Path(sub).parts):
+                raise ParamError(key, sub, "must name a folder inside prepare.path (which DVC tracks), e.g. test")
+        for split in ("val", "test"):
+            given, fraction = getattr(self, f"{split}_path"), getattr(self, f"{split}_fraction")
+            if given is not None and self.train_path is None:
+                raise ParamError(f"{split}_path", given, "needs prepare.train_path, the training folder beside it "
+                                 "(class folders and split folders cannot share one folder)")
+            if given is not None and fraction is not None:
+                raise ParamError(f"{split}_fraction", fraction, f"is not used when prepare.{split}_path is given "
+                                 "(that folder is the split); set it to null")
+            if given is None and fraction is None:
+                raise ParamError(f"{split}_fraction", None, f"must be a fraction unless prepare.{split}_path is given")
+            if fraction is not None:
+                check_range(f"{split}_fraction", fraction, 0, 1, lo_open=True, hi_open=True)
+        if (self.val_fraction or 0) + (self.test_fraction or 0) >= 1:
+            raise ParamError("val_fraction", self.val_fraction, "plus prepare.test_fraction must be < 1")
+
+    def folders(self) -> dict[str, Optional[Path]]:
+        """Where each split comes from: ``train`` always, ``val`` / ``test`` when given (else None)."""
+        root = Path(self.path)
+        return {"train": root / self.train_path if self.train_path else root,
+                "val": root / self.val_path if self.val_path else None,
+                "test": root / self.test_path if self.test_path else None}
 
 
 @dataclass

@@ -31,10 +31,31 @@ def load(cfg, seed: int):
         images, labels, names = shapes.generate(cfg.count, cfg.image_size, cfg.channels, cfg.classes, seed,
                                                 cfg.min_size, cfg.max_size, cfg.noise, cfg.workers)
     else:  # folder (the config's choice admits nothing else)
-        images, labels, names, extra = sources.load_folder(cfg.path, cfg.image_size, cfg.channels, cfg.workers)
-        warn(extra)
+        return load_folders(cfg, seed)
     idx = split.stratified_split(labels, cfg.val_fraction, cfg.test_fraction, seed, names)
     return {name: (images[i], labels[i]) for name, i in idx.items()}, names, extra
+
+
+def load_folders(cfg, seed: int):
+    """``prepare=folder``: the training folder, split where no folder is given for val or test."""
+    from train2infer.prepare import sources
+
+    folders = cfg.folders()
+    images, labels, names, extra = sources.load_folder(folders["train"], cfg.image_size, cfg.channels, cfg.workers,
+                                                       split_hint=cfg.train_path is None)
+    warn(extra)
+    idx = split.stratified_split(labels, cfg.val_fraction or 0.0, cfg.test_fraction or 0.0, seed, names)
+    splits = {name: (images[i], labels[i]) for name, i in idx.items()}
+    for name in ("val", "test"):
+        if folders[name] is not None:
+            x, y, more = sources.load_split(folders[name], names, f"{name}_path", cfg.image_size, cfg.channels,
+                                            cfg.workers)
+            warn(more)
+            splits[name] = (x, y)
+            for key in extra:
+                extra[key] = extra[key] + more[key]
+    extra["given_splits"] = {k: str(v) for k, v in folders.items() if v is not None and k != "train"}
+    return splits, names, extra
 
 
 def warn(report: dict) -> None:

@@ -24,7 +24,16 @@ import numpy as np
 
 from train2infer.prepared import DataError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+SPLIT_NAMES = ("train", "training", "val", "valid", "validation", "test", "testing")
+
+
+def image_extensions() -> tuple[str, ...]:
+    """Every file extension Pillow can open here (PNG, JPEG, BMP, GIF, PPM/PGM, TIFF, WebP, …)."""
+    from PIL import Image
+
+    Image.init()
+    return tuple(sorted(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN))
+
 
 KERAS_CLASS_NAMES = {
     "mnist": [str(i) for i in range(10)],
@@ -113,7 +122,7 @@ def scan_folder(root: str | Path) -> FolderScan:
     """List the image files of ``root/<class name>/...`` (class folders searched recursively).
 
     Hidden files and folders (``.name``) are not looked at. Extensions are matched
-    case-insensitively against :data:`IMAGE_EXTENSIONS`.
+    case-insensitively against :func:`image_extensions`.
 
     Raises:
         DataError: If ``root`` is missing, not a folder, or has no class folders.
@@ -135,6 +144,7 @@ def scan_folder(root: str | Path) -> FolderScan:
     if not class_dirs:
         raise DataError(f"image folder {root}: no class folders (expected {root}/<class name>/<images>)")
     names, files, empty = [], [], []
+    extensions = image_extensions()
     for d in class_dirs:
         found = []
         for dirpath, dirnames, filenames in os.walk(d):
@@ -143,7 +153,7 @@ def scan_folder(root: str | Path) -> FolderScan:
                 if fn.startswith("."):
                     continue
                 p = Path(dirpath) / fn
-                if p.suffix.lower() in IMAGE_EXTENSIONS:
+                if p.suffix.lower() in extensions:
                     found.append(p)
                 else:
                     ignored.append(p.relative_to(root).as_posix())
@@ -227,8 +237,39 @@ def decode_all(paths: Sequence[Path], image_size: int, channels: int, workers: i
         return list(pool.map(_decode_or_reason, jobs, chunksize=max(16, len(jobs) // (8 * workers))))
 
 
+def refuse_split_layout(root: Path) -> None:
+    """``root/train/<class>``, ``root/test/<class>``: split folders read as classes would train a
+    classifier of "train" against "test". Refuse, saying how to point at them."""
+    subs = sorted(d.name for d in root.iterdir() if d.is_dir() and d.name.lower() in SPLIT_NAMES)
+    if len(subs) >= 2 and any(n.lower().startswith("train") for n in subs):
+        train = next(n for n in subs if n.lower().startswith("train"))
+        hint = " ".join(f"prepare.{'test' if n.lower().startswith('test') else 'val'}_path={n}"
+                        for n in subs if n != train)
+        raise DataError(f"image folder {root} holds split folders ({', '.join(subs)}), not class folders: "
+                        f"set prepare.train_path={train} {hint}")
+
+
+def load_split(folder: Path, class_names: Sequence[str], key: str, image_size: int, channels: int,
+               workers: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
+    """A given split (``prepare.val_path`` / ``test_path``): the same classes as the training folder.
+
+    Raises:
+        DataError: The folder is unusable, or its classes differ from ``class_names`` (one line
+            naming ``prepare.<key>`` and the classes that differ).
+    """
+    images, labels, names, report = load_folder(folder, image_size, channels, workers, min_classes=1)
+    if list(names) != list(class_names):
+        missing = sorted(set(class_names) - set(names))
+        extra = sorted(set(names) - set(class_names))
+        what = "; ".join(x for x in (f"missing {', '.join(missing)}" if missing else "",
+                                      f"not in training: {', '.join(extra)}" if extra else "") if x)
+        raise DataError(f"prepare.{key}: the classes of {folder} differ from the training folder's ({what})")
+    return images, labels, report
+
+
 def load_folder(
-    root: str | Path, image_size: int, channels: int, workers: int = 0
+    root: str | Path, image_size: int, channels: int, workers: int = 0, split_hint: bool = False,
+    min_classes: int = 2,
 ) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
     """Load an image tree ``root/<class name>/*`` as a labelled dataset.
 
@@ -248,6 +289,9 @@ def load_folder(
         image_size: Output height and width.
         channels: 1 (grayscale) or 3 (RGB).
         workers: Decode processes (0: one per core).
+        split_hint: Refuse a folder of split folders (``train/``, ``test/``) read as classes.
+        min_classes: Fewest class folders with images (a given test split may hold fewer
+            classes than 2 only in the error it then gets).
 
     Returns:
         ``(images, labels, class_names, report)``; ``report`` has ``skipped`` (``[{"file",
@@ -258,6 +302,8 @@ def load_folder(
     """
     root = Path(root)
     scan = scan_folder(root)
+    if split_hint:
+        refuse_split_layout(root)
     paths = [p for fs in scan.files for p in fs]
     labels_all = np.array([k for k, fs in enumerate(scan.files) for _ in fs], np.int64)
     decoded = decode_all(paths, image_size, channels, workers)
@@ -271,7 +317,7 @@ def load_folder(
                 f"image folder {root}: class {name!r} has no readable image ({len(mine)} file(s), e.g. "
                 f"{mine[0]['file']}: {mine[0]['reason']})"
             )
-    if len(scan.class_names) < 2:
+    if len(scan.class_names) < min_classes:
         empty = f"; no image files in {', '.join(scan.empty_classes)}" if scan.empty_classes else ""
         raise DataError(
             f"image folder {root}: a classifier needs at least 2 class folders with images, found "

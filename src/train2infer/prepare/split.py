@@ -15,7 +15,7 @@ def min_class_size(val_fraction: float, test_fraction: float) -> int:
     n = 1
     while True:
         n_test, n_val = int(round(n * test_fraction)), int(round(n * val_fraction))
-        if (n_test >= 1 or test_fraction == 0) and n_val >= 1 and n - n_test - n_val >= 1:
+        if (n_test >= 1 or test_fraction == 0) and (n_val >= 1 or val_fraction == 0) and n - n_test - n_val >= 1:
             return n
         n += 1
 
@@ -31,7 +31,7 @@ def stratified_split(
 
     Args:
         labels: Integer class label per example.
-        val_fraction: Share of each class for validation.
+        val_fraction: Share of each class for validation (0: none, when the source has its own).
         test_fraction: Share of each class for testing (0: no test split, e.g. when the
             source has its own).
         seed: Random seed.
@@ -50,7 +50,7 @@ def stratified_split(
         n = len(idx)
         n_test = int(round(n * test_fraction))
         n_val = int(round(n * val_fraction))
-        if (n_test < 1 and test_fraction > 0) or n_val < 1 or n - n_test - n_val < 1:
+        if (n_test < 1 and test_fraction > 0) or (n_val < 1 and val_fraction > 0) or n - n_test - n_val < 1:
             name = class_names[int(cls)] if class_names is not None else int(cls)
             need = min_class_size(val_fraction, test_fraction)
             raise DataError(
