@@ -1,7 +1,7 @@
 """shrink: channel pruning that removes work, then fine-tuning of the smaller dense model.
 
-Reads:   params.yaml (``shrink``; ``train`` for the device strategy; ``seed``); --data
-         prepared folder; --model-in trained ``.keras``.
+Reads:   params.yaml (``shrink``; ``train`` for the recipe and devices; ``seed``); --data
+         prepared folder; --model-in trained ``.keras`` (also the teacher when distilling).
 Writes:  --model-out ``.keras`` (smaller and dense; the trained model itself with
          ``shrink.criterion=none``); --reports folder: DVCLive fine-tuning metrics
          (``metrics.json``: MACs, parameters and accuracy before/after) and ``channels.json``

@@ -31,13 +31,24 @@ def _schemas():
 def test_every_option_of_every_group_validates_and_mirrors_its_schema():
     """conf/<group>/<option>.yaml and the schema agree key for key (configs mirror code)."""
     for group in (ROOT / "conf").iterdir():
-        if not group.is_dir():
+        if not group.is_dir() or group.name == "experiment":  # named runs, composed below
             continue
         for option in sorted(group.glob("*.yaml")):
             existing = [f"model.path={ROOT / 'pyproject.toml'}"] if option.stem == "file" else []  # must exist
             tree = compose([f"{group.name}={option.stem}", *existing])
             obj = config.section(tree, group.name)
             assert set(tree[group.name].keys()) == set(P.as_dict(obj)), option
+
+
+def test_every_named_experiment_composes_and_validates():
+    """conf/experiment/<name>.yaml is what `dvc exp run -S +experiment=<name>` composes."""
+    names = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+    assert "cifar10" in names
+    for name in names:
+        params = config.from_tree(compose([f"+experiment={name}"]))
+        assert params.prepare.name and params.train.epochs >= 1, name
+    cifar = config.from_tree(compose(["+experiment=cifar10"]))
+    assert (cifar.prepare.name, cifar.prepare.test_path, cifar.train.schedule) == ("folder", "test", "cosine")
 
 
 def test_defaults_live_only_in_conf():
@@ -86,6 +97,28 @@ def test_a_key_deleted_from_yaml_is_an_error():
         ("convert.quantization=[int8,int8]", "convert.quantization=['int8', 'int8'] must not repeat a mode"),
         ("convert.int8_io=true convert.quantization=[dynamic]",
          "convert.int8_io=True needs int8 or pqat in convert.quantization"),
+        ("train.schedule=cosine", "train.patience=3 would stop a cosine schedule before it decays"),
+        ("train.schedule=cosine train.patience=0 train.warmup_epochs=40",
+         "train.warmup_epochs=40.0 must be < train.epochs (40)"),
+        ("train.warmup_epochs=1", "train.warmup_epochs=1.0 needs train.schedule=cosine"),
+        ("train.optimizer=lamb", "train.optimizer='lamb' is not one of: adam, sgd"),
+        ("train.augment=mixup", "train.augment='mixup' is not one of: auto, none, flip, translate, flip_translate"),
+        ("train.label_smoothing=1.0", "train.label_smoothing=1.0 must be < 1"),
+        ("shrink.distill_weight=0.5 shrink.epochs=0", "shrink.distill_weight=0.5 needs shrink.epochs >= 1"),
+        ("shrink.distill_weight=1.5", "shrink.distill_weight=1.5 must be <= 1"),
+        ("shrink.temperature=0", "shrink.temperature=0.0 must be > 0"),
+        ("shrink.steps=3 shrink.epochs=2", "shrink.steps=3 needs shrink.epochs >= steps (2 now)"),
+        ("shrink.steps=2 shrink.criterion=dead", "shrink.steps=2 needs shrink.criterion l1 or l2"),
+        ("prune.distill_weight=-1", "prune.distill_weight=-1.0 must be >= 0"),
+        ("scratch.epochs=0", "scratch.epochs=0 must be >= 1, or null"),
+        ("evaluate.max_drop=-1", "evaluate.max_drop=-1.0 must be >= 0"),
+        ("prepare.test_path=test prepare=folder", "prepare.test_path='test' needs prepare.train_path"),
+        ("prepare.train_path=train prepare=folder prepare.test_path=test",
+         "prepare.test_fraction=0.15 is not used when prepare.test_path is given"),
+        ("prepare.train_path=train prepare=folder prepare.test_path=/data/test prepare.test_fraction=null",
+         "prepare.test_path='/data/test' must name a folder inside prepare.path"),
+        ("prepare.train_path=../train prepare=folder", "prepare.train_path='../train' must name a folder inside"),
+        ("prepare.val_fraction=null prepare=folder", "prepare.val_fraction=None must be a fraction unless"),
         ("+prepare.colour=red", "prepare.colour"),
         ("train.epochs=many", "train.epochs"),
     ],
@@ -118,6 +151,7 @@ def test_bad_parameter_is_named(override, message):
          "params: model.weights='nowhere.h5' is not a file"),
         (["train.epochs=0"], "params: train.epochs=0 would pass on untrained weights: model=cnn"),
         (["model=file", "model.path=nowhere/mine.keras"], "params: model.path='nowhere/mine.keras' does not exist"),
+        (["prepare.image_size=16", "train.translate=16"], "params: train.translate=16 shifts by more than the image (prepare.image_size=16)"),
     ],
 )
 def test_combinations_the_model_cannot_take_are_named(overrides, message, monkeypatch):
@@ -159,9 +193,12 @@ STAGE_ARGS = {
     "prepare": ["--out", "out/prepared", "--summary", "out/summary.json", "--timing", "out/timing.json"],
     "train": ["--data", "out/prepared", "--model", "out/model.keras", "--reports", "out/train", "--backup", "out/b"],
     "shrink": ["--data", "out/prepared", "--model-in", "m.keras", "--model-out", "out/s.keras", "--reports", "out/s"],
-    "prune": ["--data", "out/prepared", "--model-in", "m.keras", "--model-out", "out/p.keras", "--reports", "out/p"],
+    "prune": ["--data", "out/prepared", "--model-in", "m.keras", "--teacher", "m.keras", "--model-out", "out/p.keras",
+              "--reports", "out/p"],
+    "scratch": ["--data", "out/prepared", "--shrunk", "m.keras", "--trained-metrics", "t.json", "--model",
+                "out/c.keras", "--reports", "out/c"],
     "convert": ["--data", "out/prepared", "--trained", "a.keras", "--shrunk", "a.keras", "--pruned", "b.keras",
-                "--out", "out/export", "--summary", "out/summary.json"],
+                "--scratch", "b.keras", "--out", "out/export", "--summary", "out/summary.json"],
     "evaluate": ["--data", "out/prepared", "--baseline", "a.keras", "--export", "out/export", "--out", "out/eval"],
 }
 

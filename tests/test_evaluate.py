@@ -45,7 +45,7 @@ def test_metrics_ratios_are_relative_to_the_baseline():
     rows = {"base": _row(0.9, 2.0, 1000), "fast": _row(0.89, 0.5, 125), "fast_q": _row(0.87, 0.4, 100)}
     m = M.build_metrics("base", rows, {"fast_q": "fast"})
     assert m["baseline"] == "base"
-    assert set(m["variants"]["fast"]) == set(M.METRIC_KEYS) - set(M.UNCERTAINTY_KEYS)  # none measured here
+    assert set(m["variants"]["fast"]) == set(M.METRIC_KEYS) - set(M.UNCERTAINTY_KEYS) - set(M.FLOOR_KEYS)  # not yet
     assert m["variants"]["fast"]["speedup_p50"] == pytest.approx(4.0)
     assert m["variants"]["fast"]["gzip_ratio"] == pytest.approx(8.0)
     assert m["variants"]["base"]["speedup_p50"] == 1.0
@@ -53,11 +53,15 @@ def test_metrics_ratios_are_relative_to_the_baseline():
     assert m["variants"]["fast"]["accuracy_vs_float"] == 0.0
     with pytest.raises(ValueError):
         M.build_metrics("missing", {"base": _row(0.9, 2.0, 1000)}, {})
-    h = M.headline(m)
-    assert h == {"baseline_accuracy": 0.9, "best_speedup_p50": 5.0, "best_accuracy": 0.87,
-                 "best_speedup_ci_low": None, "best_speedup_ci_high": None, "best_accuracy_verdict": None,
-                 "max_gzip_ratio": 10.0, "max_accuracy_drop": pytest.approx(0.03),
+    h = M.headline(m, 5.0)
+    assert h == {"baseline_accuracy": 0.9, "max_drop_points": 5.0, "best_variant": "fast_q", "best_speedup_p50": 5.0,
+                 "best_accuracy": 0.87, "best_speedup_ci_low": None, "best_speedup_ci_high": None,
+                 "best_accuracy_verdict": None, "fastest_variant": "fast_q", "fastest_speedup_p50": 5.0,
+                 "fastest_within_floor": True, "max_gzip_ratio": 10.0, "max_accuracy_drop": pytest.approx(0.03),
                  "max_accuracy_drop_upper": pytest.approx(0.03)}  # no interval measured: the drop itself
+    h = M.headline(m, 1.0)  # fast_q loses 3 points: outside a 1-point floor, fast (1 point) inside
+    assert (h["best_variant"], h["best_speedup_p50"], h["fastest_variant"], h["fastest_within_floor"]) == \
+        ("fast", 4.0, "fast_q", False)
     points = M.tradeoff_points(m)
     assert [p["variant"] for p in points] == ["base", "fast", "fast_q"]
 
@@ -286,3 +290,63 @@ def test_machine_state_separates_our_cpu_time_from_others():
     assert machine.state(before, unreadable, 0.1)["others_fraction"] is None
     now = machine.snapshot()  # the real counters of this machine
     assert now["total_s"] > 0 and 0 <= now["busy_s"] <= now["total_s"] and len(now["loadavg"]) == 3
+
+
+def _floor_metrics(rows: dict) -> dict:
+    """Hand-made metrics: name -> (accuracy, speedup, verdict); ``base`` is the baseline."""
+    return {"baseline": "base", "variants": {n: {"accuracy": a, "speedup_p50": s, "accuracy_verdict": v}
+                                              for n, (a, s, v) in rows.items()}}
+
+
+@pytest.mark.parametrize("rows, max_drop, best", [
+    # the fastest is significantly worse: the next fastest within the floor is best
+    ({"base": (0.90, 1.0, None), "int8": (0.899, 6.5, "no significant difference"),
+      "shrunk": (0.845, 19.2, "significantly worse")}, 1.0, "int8"),
+    # a drop above the floor is outside even when the test cannot tell (few images)
+    ({"base": (0.90, 1.0, None), "a": (0.885, 9.0, "no significant difference"),
+      "b": (0.895, 3.0, "no significant difference")}, 1.0, "b"),
+    # the same drop is inside a wider floor
+    ({"base": (0.90, 1.0, None), "a": (0.885, 9.0, "no significant difference"),
+      "b": (0.895, 3.0, "no significant difference")}, 2.0, "a"),
+    # a gain is within any floor; exactly at the floor counts as within
+    ({"base": (0.90, 1.0, None), "a": (0.91, 2.0, "significantly better"),
+      "b": (0.89, 4.0, "no significant difference")}, 1.0, "b"),
+    # none qualifies
+    ({"base": (0.90, 1.0, None), "a": (0.80, 9.0, "significantly worse"),
+      "b": (0.895, 3.0, "significantly worse")}, 1.0, None),
+])
+def test_the_floor_picks_the_fastest_variant_within_it(rows, max_drop, best):
+    m = _floor_metrics(rows)
+    assert M.apply_floor(m, max_drop) == best
+    v = m["variants"]
+    assert v["base"]["within_floor"]
+    for n, r in v.items():
+        drop = 100 * (v["base"]["accuracy"] - r["accuracy"])
+        assert r["within_floor"] == (n == "base" or (drop <= max_drop + 1e-9
+                                                      and r["accuracy_verdict"] != "significantly worse"))
+
+
+def test_the_evaluate_line_and_report_never_call_a_variant_outside_the_floor_best():
+    from train2infer.report import sections
+
+    rows = {"base": (0.90, 1.0, None), "int8": (0.899, 6.5, "no significant difference"),
+            "shrunk": (0.845, 19.2, "significantly worse")}
+    m = _floor_metrics(rows)
+    for r in m["variants"].values():
+        r.update(accuracy_vs_baseline=r["accuracy"] - 0.90, gzip_ratio=1.0, latency_p50_ms=1.0 / r["speedup_p50"],
+                 gflops_achieved=1.0, peak_fraction=0.5)
+    m["headline"] = M.headline(m, 1.0)
+    m["machine"] = {}
+    from train2infer.evaluate.run import describe
+
+    lines = describe(m)
+    assert "best int8 (within 1 point(s) and not significantly worse): 6.5x" in lines[-1]
+    assert [ln for ln in lines if "shrunk" in ln and "outside the accuracy floor" in ln]
+    text = "\n".join(sections.best_line(m))
+    assert "**Best: `int8`**" in text and "`shrunk`" in text and "**outside the floor**" in text
+    for r in m["variants"].values():
+        r["accuracy"], r["accuracy_verdict"] = 0.5, "significantly worse"
+    m["variants"]["base"]["accuracy"] = 0.90
+    m["headline"] = M.headline(m, 1.0)
+    assert "no variant is within 1 point(s)" in describe(m)[-1]
+    assert "**Best: none.**" in "\n".join(sections.best_line(m))

@@ -29,8 +29,9 @@ MEASURED = {"reports/evaluate/metrics.json", "reports/evaluate/benchmark.json", 
             "reports/evaluate/plots/throughput.json", "reports/evaluate/plots/tradeoff.json",
             "reports/report/README.md", "reports/report/plotted.json", "reports/report/pareto.png",
             "reports/report/throughput.png", "reports/report/roofline.png"}
-UPSTREAM = ["data/prepared", "models/trained.keras", "models/shrunk.keras", "models/pruned.keras", "models/export",
-            "reports/prepare", "reports/train", "reports/shrink", "reports/prune", "reports/convert"]
+UPSTREAM = ["data/prepared", "models/trained.keras", "models/shrunk.keras", "models/pruned.keras",
+            "models/scratch.keras", "models/export", "reports/prepare", "reports/train", "reports/shrink",
+            "reports/prune", "reports/scratch", "reports/convert"]
 
 
 def _zip(path: Path, stamp: tuple, entries: dict[str, bytes]) -> Path:

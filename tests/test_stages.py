@@ -44,7 +44,7 @@ def test_shrink_on_missing_model(workdir):
 def test_convert_on_corrupt_model(workdir):
     (workdir / "bad.keras").write_bytes(b"not a keras file")
     args = ["--data", "prepared", "--trained", "bad.keras", "--shrunk", "trained.keras", "--pruned", "trained.keras",
-            "--out", "out/export", "--summary", "out/summary.json"]
+            "--scratch", "trained.keras", "--out", "out/export", "--summary", "out/summary.json"]
     assert_clean_failure(run_stage("convert", args, workdir), workdir, "bad.keras")
 
 
@@ -80,8 +80,8 @@ def test_convert_tolerance_exceeded_names_the_key_and_the_variant(workdir, tmp_p
     """The library says which tolerance was exceeded by what; the entry point adds the section."""
     write_params(tmp_path / "params.yaml", TINY + ["convert.float_atol=1e-12"])
     args = ["--params", str(tmp_path / "params.yaml"), "--data", "prepared", "--trained", "trained.keras",
-            "--shrunk", "trained.keras", "--pruned", "trained.keras", "--out", "out/export",
-            "--summary", "out/summary.json"]
+            "--shrunk", "trained.keras", "--pruned", "trained.keras", "--scratch", "trained.keras",
+            "--out", "out/export", "--summary", "out/summary.json"]
     assert_clean_failure(run_stage("convert", args, workdir), workdir,
                          "params: convert.float_atol=1e-12 is exceeded: trained_tflite_float logits differ")
 

@@ -17,6 +17,7 @@ from train2infer.evaluate.config import EvaluateConfig
 from train2infer.models import config as model_config
 from train2infer.prepare import config as prepare_config
 from train2infer.prune.config import PruneConfig
+from train2infer.scratch.config import ScratchConfig
 from train2infer.shrink.config import ShrinkConfig
 from train2infer.train.config import TrainConfig
 
@@ -26,6 +27,7 @@ SECTIONS: dict[str, type | dict[str, type]] = {
     "train": TrainConfig,
     "shrink": ShrinkConfig,
     "prune": PruneConfig,
+    "scratch": ScratchConfig,
     "convert": ConvertConfig,
     "evaluate": EvaluateConfig,
 }
@@ -61,6 +63,7 @@ class Params:
     train: TrainConfig
     shrink: ShrinkConfig
     prune: PruneConfig
+    scratch: ScratchConfig
     convert: ConvertConfig
     evaluate: EvaluateConfig
     seed: int
@@ -80,4 +83,5 @@ def from_tree(tree) -> Params:
     """Validate an already composed parameter tree (a mapping) as :func:`load_checked` does."""
     params = Params(**{name: section(tree, name) for name in SECTIONS}, seed=P.seed(tree))
     model_config.check_fits(params.model, params.prepare.image_size, params.prepare.channels, params.train.epochs)
+    params.train.check_image(params.prepare.image_size)
     return params

@@ -6,6 +6,8 @@ logging that survives a resume, and the run set-up every fitting stage does firs
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -16,29 +18,80 @@ from train2infer.core import live as livelog
 from train2infer.prepared import to_float
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """How a model is fitted beyond epochs, batch and rate: optimiser, schedule, regularisation and
+    augmentation (the ``train`` section's recipe keys, resolved for the data; shared by train and
+    every fine-tune). :data:`PLAIN` is Adam at a constant rate with nothing else."""
+
+    optimizer: str  # adam | sgd (Nesterov momentum 0.9)
+    schedule: str  # constant | cosine (linear warm-up, then cosine decay to 0 at the last step)
+    warmup_epochs: float
+    weight_decay: float  # decoupled (scaled by the rate), not on BatchNorm parameters or biases
+    label_smoothing: float
+    flip: bool  # random horizontal flips
+    translate: int  # random shifts of up to this many pixels (reflect padding, random crop)
+
+
+PLAIN = Recipe("adam", "constant", 0.0, 0.0, 0.0, False, 0)
+PHOTO_SOURCES = ("folder", "keras")  # augment=auto flips and shifts these; digits and shapes stay as they are
+
+
+def recipe(cfg, source: str, warmup: bool = True) -> Recipe:
+    """The :class:`Recipe` of a ``train`` section for data from ``source`` (``meta.json``'s).
+
+    ``augment: auto`` means flips and shifts for photos (``prepare=folder`` or ``keras``) and none
+    for the digits and the drawn shapes (a flipped 2 is no 2). Fine-tunes pass ``warmup=False``:
+    they start from trained weights.
+    """
+    augment = cfg.augment
+    if augment == "auto":
+        augment = "flip_translate" if source in PHOTO_SOURCES else "none"
+    return Recipe(cfg.optimizer, cfg.schedule, cfg.warmup_epochs if warmup else 0.0, cfg.weight_decay,
+                  cfg.label_smoothing, "flip" in augment, cfg.translate if "translate" in augment else 0)
+
+
+def augment_image(image, rnd, seed: int, flip: bool, translate: int):
+    """One image, randomly flipped and shifted by stateless ops keyed by ``(rnd, seed)``: the same
+    keys give the same pixels (deterministic, whatever the thread count)."""
+    key = tf.stack([rnd, tf.constant(seed, tf.int64)])
+    if translate:
+        padded = tf.pad(image, [[translate, translate], [translate, translate], [0, 0]], mode="REFLECT")
+        image = tf.image.stateless_random_crop(padded, tf.shape(image), seed=key + [0, 1])
+    if flip:
+        image = tf.image.stateless_random_flip_left_right(image, seed=key)
+    return image
+
+
 def make_dataset(
-    x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int, drop_remainder: bool = False
+    x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int, drop_remainder: bool = False,
+    flip: bool = False, translate: int = 0,
 ):
-    """A tf.data pipeline: scale to [0, 1], cache, shuffle per epoch, batch, prefetch.
+    """A tf.data pipeline: scale to [0, 1], cache, shuffle per epoch, augment, batch, prefetch.
 
     Args:
         x: uint8 images.
         y: Integer labels.
         batch_size: Global batch size.
         shuffle: Reshuffle every epoch (training).
-        seed: Shuffle seed.
+        seed: Shuffle and augmentation seed.
         drop_remainder: Drop the last partial batch.
+        flip: Random horizontal flips (training).
+        translate: Random shifts of up to this many pixels (training; 0: none).
 
     Returns:
-        A ``tf.data.Dataset`` of ``(float32 images, int64 labels)`` batches.
+        A ``tf.data.Dataset`` of ``(float32 images, int64 labels)`` batches; with augmentation,
+        other pixels every epoch but the same ones for the same seed.
     """
-    import tensorflow as tf
-
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     ds = ds.map(lambda a, b: (tf.cast(a, tf.float32) / 255.0, b), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.cache()
     if shuffle:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    if flip or translate:
+        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip((ds, keys)).map(
+            lambda xy, r: (augment_image(xy[0], r, seed, flip, translate), xy[1]), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     options = tf.data.Options()
     # In-memory data has no files to shard: multi-worker training shards by element.
@@ -74,11 +127,56 @@ def input_throughput(dataset, min_seconds: float = 1.0) -> dict:
     return {"images_per_second": round(images / seconds, 1), "passes": passes, "seconds": round(seconds, 3)}
 
 
-def compile_classifier(model: keras.Model, learning_rate: float, jit_compile: bool = False) -> keras.Model:
-    """Adam + sparse categorical cross-entropy on logits + accuracy (optionally XLA)."""
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to ``peak`` over ``warmup_steps``, then cosine decay to 0 at ``total_steps``."""
+
+    def __init__(self, peak: float, total_steps: int, warmup_steps: int):
+        super().__init__()
+        self.peak, self.total_steps, self.warmup_steps = float(peak), int(total_steps), int(warmup_steps)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warm = self.peak * (step + 1.0) / max(self.warmup_steps, 1)
+        progress = tf.clip_by_value((step - self.warmup_steps) / max(self.total_steps - self.warmup_steps, 1), 0.0, 1.0)
+        return tf.where(step < self.warmup_steps, warm, 0.5 * self.peak * (1.0 + tf.cos(math.pi * progress)))
+
+    def get_config(self):
+        return {"peak": self.peak, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps}
+
+
+def make_optimizer(rec: Recipe, learning_rate: float, steps_per_epoch: int, epochs: int):
+    """The recipe's optimiser with its schedule; weight decay skips BatchNorm parameters and biases."""
+    rate = learning_rate
+    if rec.schedule == "cosine":
+        rate = WarmupCosine(learning_rate, steps_per_epoch * epochs, round(rec.warmup_epochs * steps_per_epoch))
+    wd = rec.weight_decay or None
+    if rec.optimizer == "sgd":
+        opt = keras.optimizers.SGD(rate, momentum=0.9, nesterov=True, weight_decay=wd)
+    else:
+        opt = keras.optimizers.Adam(rate, weight_decay=wd)
+    if wd:
+        opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    return opt
+
+
+def classification_loss(label_smoothing: float = 0.0):
+    """Cross-entropy on logits against integer labels, with optional label smoothing."""
+    if not label_smoothing:
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def smoothed(y, logits):
+        onehot = tf.one_hot(tf.cast(tf.reshape(y, [-1]), tf.int32), tf.shape(logits)[-1])
+        return keras.losses.categorical_crossentropy(onehot, logits, from_logits=True, label_smoothing=label_smoothing)
+
+    return smoothed
+
+
+def compile_classifier(model: keras.Model, learning_rate: float, jit_compile: bool = False, *,
+                       rec: Recipe = PLAIN, steps_per_epoch: int = 1, epochs: int = 1) -> keras.Model:
+    """The recipe's optimiser + cross-entropy on logits + accuracy (optionally XLA)."""
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        optimizer=make_optimizer(rec, learning_rate, steps_per_epoch, epochs),
+        loss=classification_loss(rec.label_smoothing),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         jit_compile=jit_compile,
     )
@@ -173,6 +271,7 @@ def fit_classifier(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     jit_compile: bool = False,
     verbose: int = 2,
+    rec: Recipe = PLAIN,
 ) -> tuple[keras.Model, dict]:
     """Build (inside the strategy's scope), compile and fit a classifier.
 
@@ -190,6 +289,7 @@ def fit_classifier(
             ``BackupAndRestore``), called in this order.
         jit_compile: XLA-compile the train step.
         verbose: Keras progress output (2 = one line per epoch).
+        rec: Optimiser, schedule, regularisation and augmentation (:func:`recipe`).
 
     Returns:
         ``(model, info)`` where ``info`` has the replica count, global batch, learning
@@ -198,17 +298,18 @@ def fit_classifier(
     replicas = strategy.num_replicas_in_sync
     global_batch = batch_size * replicas
     lr = learning_rate * (replicas if scale_learning_rate else 1)
+    steps = int(np.ceil(len(train[0]) / global_batch))
     with strategy.scope():
         model = build()
-        compile_classifier(model, lr, jit_compile=jit_compile)
-    train_ds = make_dataset(*train, global_batch, shuffle=True, seed=seed)
+        compile_classifier(model, lr, jit_compile=jit_compile, rec=rec, steps_per_epoch=steps, epochs=epochs)
+    train_ds = make_dataset(*train, global_batch, shuffle=True, seed=seed, flip=rec.flip, translate=rec.translate)
     val_ds = make_dataset(*val, global_batch, shuffle=False, seed=seed)
     history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=list(callbacks), verbose=verbose)
     info = {
         "replicas": replicas,
         "global_batch_size": global_batch,
         "learning_rate": lr,
-        "steps_per_epoch": int(np.ceil(len(train[0]) / global_batch)),
+        "steps_per_epoch": steps,
         "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
     }
     return model, info

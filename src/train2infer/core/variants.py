@@ -28,7 +28,7 @@ from pathlib import Path
 from train2infer import Train2InferError
 from train2infer.core.publish import read_json, write_json
 
-SOURCES = ("trained", "shrunk", "pruned")
+SOURCES = ("trained", "shrunk", "pruned", "scratch")
 FORMATS = ("keras", "tflite", "saved_model", "openvino")
 RUNTIME = {"keras": "tensorflow", "saved_model": "tensorflow", "tflite": "litert", "openvino": "openvino"}
 QUANTIZATIONS = ("dynamic", "float16", "int8", "pqat")  # what convert.quantization may list
@@ -42,7 +42,7 @@ class Variant:
     """One model as it would be deployed.
 
     Attributes:
-        source: Which Keras model it comes from (``trained``, ``shrunk``, ``pruned``).
+        source: Which Keras model it comes from (``trained``, ``shrunk``, ``pruned``, ``scratch``).
         format: ``keras``, ``tflite`` or ``saved_model``.
         precision: One of :data:`PRECISIONS`.
         sparse: Weights stored in TFLite's sparse format.

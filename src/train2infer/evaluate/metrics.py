@@ -20,6 +20,7 @@ UNCERTAINTY_KEYS = (  # from :func:`uncertainty`, where measured
     "speedup_p50_ci_high",
     "latency_p50_ms_quiet",
 )
+FLOOR_KEYS = ("accuracy_drop_points", "within_floor")  # added by apply_floor, once the verdicts are in
 METRIC_KEYS = (
     "accuracy",
     "latency_p50_ms",
@@ -45,6 +46,7 @@ METRIC_KEYS = (
     "accuracy_vs_baseline",
     "accuracy_vs_float",
     *UNCERTAINTY_KEYS,
+    *FLOOR_KEYS,
 )
 
 
@@ -78,6 +80,31 @@ def uncertainty(baseline: str, predicted: dict, y, samples_ms: dict, cfg) -> dic
             "speedup_p50_ci_low": round(speed[name]["speedup_p50_ci_low"], 4),
             "speedup_p50_ci_high": round(speed[name]["speedup_p50_ci_high"], 4)}
     return {"variants": out, "quiet_rounds": round(quiet_share, 4)}
+
+
+def scratch_control(predicted: dict, y) -> dict:
+    """Did pruning earn its keep? Each ``scratch_*`` variant (the shrunk architecture trained from
+    random weights) against its ``shrunk_*`` twin on the same test images: the scratch model's
+    accuracy minus the shrunk one's, its paired interval, McNemar's p and the verdict
+    (``significantly better`` here means training the small network alone did better).
+
+    Returns:
+        ``{scratch variant: {"against", "difference", "difference_ci_low", "difference_ci_high",
+        "mcnemar_p", "verdict"}}`` (empty without a scratch or shrunk twin).
+    """
+    from train2infer.evaluate import stats
+
+    out = {}
+    for name, pred in predicted.items():
+        twin = name.replace("scratch_", "shrunk_", 1)
+        if name.startswith("scratch_") and twin in predicted:
+            c = stats.compare_accuracy(y, predicted[twin], pred)
+            diff = float((pred == y).mean() - (predicted[twin] == y).mean())
+            out[name] = {"against": twin, "difference": round(diff, 6),
+                         "difference_ci_low": round(c["accuracy_diff_ci_low"], 6),
+                         "difference_ci_high": round(c["accuracy_diff_ci_high"], 6),
+                         "mcnemar_p": round(c["mcnemar_p"], 6), "verdict": c["accuracy_verdict"]}
+    return out
 
 
 def variant_row(
@@ -184,27 +211,60 @@ def tradeoff_points(metrics: dict) -> list[dict]:
     ]
 
 
-def headline(metrics: dict) -> dict:
+def apply_floor(metrics: dict, max_drop: float) -> str | None:
+    """Mark every variant ``within_floor`` and return the best: the fastest within the floor.
+
+    A variant is within the floor when it loses at most ``max_drop`` points of accuracy against
+    the baseline on the same test images *and* the paired test does not call it significantly
+    worse. A variant outside is never called best, however fast.
+
+    Args:
+        metrics: ``metrics.json`` with ``variants`` (rows with ``accuracy``, ``speedup_p50`` and,
+            where measured, ``accuracy_verdict``) and ``baseline``.
+        max_drop: The floor, in accuracy points (``evaluate.max_drop``).
+
+    Returns:
+        The best variant's name, or None when no variant but the baseline qualifies.
+    """
+    v, name = metrics["variants"], metrics["baseline"]
+    base = v[name]["accuracy"]
+    for n, r in v.items():
+        r["accuracy_drop_points"] = round(100 * (base - r["accuracy"]), 4)
+        r["within_floor"] = bool(n == name or (r["accuracy_drop_points"] <= max_drop + 1e-9
+                                               and r.get("accuracy_verdict") != "significantly worse"))
+    qualified = [n for n, r in v.items() if n != name and r["within_floor"]]
+    return max(qualified, key=lambda n: v[n]["speedup_p50"]) if qualified else None
+
+
+def headline(metrics: dict, max_drop: float) -> dict:
     """A few flat key figures for short ``dvc exp show`` columns (``headline.*``).
 
-    ``best_speedup_p50`` is the fastest variant's speedup over the baseline (and its 95 %
-    interval), with its ``best_accuracy`` and the verdict of the paired test against the
-    baseline; ``max_gzip_ratio`` the smallest variant's; ``max_accuracy_drop`` the worst
-    accuracy loss of any variant against the baseline (negative: a gain), and
+    ``best_*`` is the best variant of :func:`apply_floor` (the fastest within ``max_drop`` points
+    and not significantly worse): its speedup over the baseline (and 95 % interval), accuracy and
+    paired-test verdict; all None when no variant qualifies. ``fastest_*`` is the fastest variant
+    whatever its accuracy. ``max_gzip_ratio`` the smallest variant's; ``max_accuracy_drop`` the
+    worst accuracy loss of any variant against the baseline (negative: a gain), and
     ``max_accuracy_drop_upper`` the largest upper bound of any variant's loss (the paired
     bootstrap interval of the difference): the loss the data cannot rule out.
     """
     v = metrics["variants"]
     base = v[metrics["baseline"]]
     others = {n: r for n, r in v.items() if n != metrics["baseline"]}
+    best = apply_floor(metrics, max_drop)
     fastest = max(others, key=lambda n: others[n]["speedup_p50"])
+    b = others.get(best, {})
     return {
         "baseline_accuracy": base["accuracy"],
-        "best_speedup_p50": others[fastest]["speedup_p50"],
-        "best_speedup_ci_low": others[fastest].get("speedup_p50_ci_low"),
-        "best_speedup_ci_high": others[fastest].get("speedup_p50_ci_high"),
-        "best_accuracy": others[fastest]["accuracy"],
-        "best_accuracy_verdict": others[fastest].get("accuracy_verdict"),
+        "max_drop_points": max_drop,
+        "best_variant": best,
+        "best_speedup_p50": b.get("speedup_p50"),
+        "best_speedup_ci_low": b.get("speedup_p50_ci_low"),
+        "best_speedup_ci_high": b.get("speedup_p50_ci_high"),
+        "best_accuracy": b.get("accuracy"),
+        "best_accuracy_verdict": b.get("accuracy_verdict"),
+        "fastest_variant": fastest,
+        "fastest_speedup_p50": others[fastest]["speedup_p50"],
+        "fastest_within_floor": others[fastest]["within_floor"],
         "max_gzip_ratio": max(r["gzip_ratio"] for r in others.values()),
         "max_accuracy_drop": round(max(base["accuracy"] - r["accuracy"] for r in others.values()), 6),
         "max_accuracy_drop_upper": round(max(-r.get("accuracy_diff_ci_low", r["accuracy_vs_baseline"])

@@ -51,7 +51,8 @@ def run(cfg, data: str | Path, baseline: str | Path, export: str | Path, out: Pa
     runs, peaks, samples = measure(timed, threads, x, cfg)
     state = machine.state(before, machine.snapshot(), cfg.busy_threshold)
     uncertainty = M.uncertainty(BASELINE.name, predicted, y_test, samples[threads[0]], cfg)
-    metrics = assemble(timed, sources, predicted, y_test, runs, peaks, threads, uncertainty)
+    metrics = assemble(timed, sources, predicted, y_test, runs, peaks, threads, uncertainty, cfg.max_drop)
+    metrics["scratch_control"] = M.scratch_control(predicted, y_test)
     metrics["machine"] |= {"busy": state["busy"], "others_fraction": state["others_fraction"],
                            "quiet_rounds": uncertainty["quiet_rounds"]}
     names = load_meta(data)["class_names"]
@@ -138,7 +139,7 @@ def measure(variants: list[Variant], threads: list[int], x: np.ndarray, cfg) -> 
     return runs, peaks, samples
 
 
-def assemble(variants, sources, predicted, y, runs, peaks, threads, uncertainty) -> dict:
+def assemble(variants, sources, predicted, y, runs, peaks, threads, uncertainty, max_drop: float) -> dict:
     """``metrics.json``: a row per variant (with its ``uncertainty`` row, see
     :func:`train2infer.evaluate.metrics.uncertainty`), ratios, headline, machine summary."""
     from train2infer import litert
@@ -156,7 +157,7 @@ def assemble(variants, sources, predicted, y, runs, peaks, threads, uncertainty)
             peak_gflops=None if v.precision == "bf16" else peaks[threads[0]]["int8" if v.integer else "float32"]["gflops"],
             peak_rss_bytes=primary["variants"][v.name]["memory"]["peak_rss_bytes"]) | uncertainty["variants"][v.name]
     metrics = M.build_metrics(BASELINE.name, rows, {v.name: v.float_twin for v in variants})
-    metrics["headline"] = M.headline(metrics)
+    metrics["headline"] = M.headline(metrics, max_drop)
     metrics["machine"] = {"cpus": os.cpu_count(), "threads": threads[0], "threads_all_cores": max(threads),
                           "peak_gflops_float32": peaks[threads[0]]["float32"]["gflops"],
                           "peak_gops_int8": peaks[threads[0]]["int8"]["gflops"]}
@@ -182,18 +183,24 @@ def write(out: Path, metrics: dict, details: dict, runs: dict, threads: list[int
 
 def describe(metrics: dict) -> list[str]:
     """The stage's closing lines."""
-    v = metrics["variants"]
+    v, h = metrics["variants"], metrics["headline"]
     lines = [f"evaluate: {n:26s} p50 {r['latency_p50_ms']:.3f} ms  accuracy {r['accuracy']:.4f}  "
-             f"{r['gflops_achieved']:.0f} GFLOP/s ({M.percent(r['peak_fraction'])} of peak)" for n, r in v.items()]
+             f"{r['gflops_achieved']:.0f} GFLOP/s ({M.percent(r['peak_fraction'])} of peak)"
+             f"{'' if r['within_floor'] else '  outside the accuracy floor'}" for n, r in v.items()]
     others = [n for n in v if n != metrics["baseline"]]
-    best = max(others, key=lambda n: v[n]["speedup_p50"])
     small = max(others, key=lambda n: v[n]["gzip_ratio"])
-    b, base = v[best], v[metrics["baseline"]]
-    ci = f" [{b['speedup_p50_ci_low']:.1f}, {b['speedup_p50_ci_high']:.1f}]" if "speedup_p50_ci_low" in b else ""
-    test = f" ({b['accuracy_verdict']}, McNemar p={b['mcnemar_p']:.3g})" if "mcnemar_p" in b else ""
+    base, best = v[metrics["baseline"]], h["best_variant"]
+    floor = f"within {h['max_drop_points']:g} point(s) and not significantly worse"
+    if best is None:
+        head = (f"evaluate: no variant is {floor} than the baseline (accuracy {base['accuracy']:.4f}); the fastest, "
+                f"{h['fastest_variant']}, is {v[h['fastest_variant']]['speedup_p50']:.1f}x faster but outside")
+    else:
+        b = v[best]
+        ci = f" [{b['speedup_p50_ci_low']:.1f}, {b['speedup_p50_ci_high']:.1f}]" if "speedup_p50_ci_low" in b else ""
+        test = f" ({b['accuracy_verdict']}, McNemar p={b['mcnemar_p']:.3g})" if "mcnemar_p" in b else ""
+        head = (f"evaluate: best {best} ({floor}): {b['speedup_p50']:.1f}x{ci} faster (p50), accuracy "
+                f"{b['accuracy']:.4f} vs {base['accuracy']:.4f}{test}")
     busy = metrics["machine"].get("busy")
-    return lines + [f"evaluate: best {best}: {b['speedup_p50']:.1f}x{ci} faster (p50), accuracy "
-                    f"{b['accuracy']:.4f} vs {base['accuracy']:.4f}{test}; "
-                    f"{small} {v[small]['gzip_ratio']:.1f}x smaller (gzip)"] + (
+    return lines + [f"{head}; {small} {v[small]['gzip_ratio']:.1f}x smaller (gzip)"] + (
         [f"evaluate: warning: other processes used {metrics['machine']['others_fraction']:.0%} of the CPUs "
          "during the measurement; re-measure on an idle machine"] if busy else [])

@@ -18,6 +18,8 @@ class PruneConfig:
 
     SECTION: ClassVar[str] = "prune"
     start_from: str = choice("trained", "shrunk")
+    distill_weight: float = ranged(0, 1)  # share of the trained model's softened outputs in the loss; 0: off
+    temperature: float = ranged(0, lo_open=True)
     schedule: str = choice(*SCHEDULES)
     initial_sparsity: float = ranged(0)
     final_sparsity: float = ranged(0, 1, hi_open=True)

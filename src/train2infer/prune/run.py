@@ -6,10 +6,11 @@ import math
 from pathlib import Path
 
 from train2infer.core.publish import write_json
-from train2infer.prepared import load_prepared
+from train2infer.prepared import load_meta, load_prepared
 
 
-def run(cfg, train_cfg, seed: int, data: str | Path, model_in: str | Path, model_out: Path, reports: Path) -> dict:
+def run(cfg, train_cfg, seed: int, data: str | Path, model_in: str | Path, model_out: Path, reports: Path,
+        teacher: str | Path | None = None) -> dict:
     """Magnitude-prune ``model_in`` as ``cfg`` (the ``prune`` section) says.
 
     Args:
@@ -21,6 +22,8 @@ def run(cfg, train_cfg, seed: int, data: str | Path, model_in: str | Path, model
         model_out: Stripped ``.keras`` file to write (zeros in place, no wrappers).
         reports: Folder to write: DVCLive fine-tuning metrics (``metrics.json`` with the
             summary, ``plots/metrics/``) and ``sparsity.json`` (per pruned kernel).
+        teacher: The trained ``.keras`` model to distil from (``cfg.distill_weight`` > 0); None:
+            ``model_in``.
 
     Returns:
         The summary (sparsity achieved and targeted, schedule steps, validation accuracy,
@@ -32,8 +35,8 @@ def run(cfg, train_cfg, seed: int, data: str | Path, model_in: str | Path, model
     """
     from dvclive import Live
 
-    from train2infer import distribute, fit
-    from train2infer.models import io, work
+    from train2infer import distill, distribute, fit
+    from train2infer.models import io
     from train2infer.prune import tfmot
 
     train_xy, val_xy = load_prepared(data, "train"), load_prepared(data, "val")
@@ -48,26 +51,35 @@ def run(cfg, train_cfg, seed: int, data: str | Path, model_in: str | Path, model
         return tfmot.wrap(io.load_model(model_in), schedule, cfg.pattern, cfg.m_by_n, cfg.block_size, cfg.policy,
                           cfg.include, cfg.exclude)
 
+    rec = fit.recipe(train_cfg, load_meta(data)["source"], warmup=False)
+    build = distill.wrap(build, lambda: io.load_model(teacher or model_in), cfg.distill_weight, cfg.temperature,
+                         rec.label_smoothing)
     with Live(dir=str(reports), dvcyaml=None, save_dvc_exp=False) as live:
-        wrapped, _ = fit.fit_classifier(
+        wrapped = distill.student_of(fit.fit_classifier(
             build, strategy, train_xy, val_xy, epochs=cfg.epochs, batch_size=cfg.batch_size,
             learning_rate=cfg.learning_rate, scale_learning_rate=False, seed=seed,
-            callbacks=tfmot.callbacks() + [fit.LiveLogger(live)])
+            callbacks=tfmot.callbacks() + [fit.LiveLogger(live)], rec=rec)[0])
         stripped, per_kernel = strip_and_check(wrapped, cfg)
         skipped = tfmot.not_pruned(io.load_model(model_in), wrapped, cfg.include, cfg.exclude)
-        done = work.summary(stripped)
-        live.summary.update({
-            "sparsity": done["sparsity"], "min_kernel_sparsity": min(per_kernel.values()),
-            "target_sparsity": cfg.target_sparsity, "pattern": cfg.pattern, "policy": cfg.policy,
-            "start_from": cfg.start_from, "val_accuracy_inference": fit.accuracy(stripped, *val_xy),
-            "begin_step": begin, "end_step": end, "total_steps": total,
-            "macs_dense": done["macs"], "macs_nonzero": done["macs_nonzero"]})
+        live.summary.update(summarize(cfg, stripped, per_kernel, fit.accuracy(stripped, *val_xy))
+                            | {"begin_step": begin, "end_step": end, "total_steps": total})
         summary = dict(live.summary)
     write_json(Path(reports) / "sparsity.json", {
         "pruned": [{"layer": k, "sparsity": round(v, 6)} for k, v in per_kernel.items()],
         "not_pruned": [{"layer": k, "reason": v} for k, v in skipped.items()]})
     io.save_for_inference(stripped, model_out)
     return {**summary, "chief": distribute.is_chief(strategy), "per_kernel": per_kernel, "not_pruned": skipped}
+
+
+def summarize(cfg, stripped, per_kernel: dict, val_accuracy: float) -> dict:
+    """The summary's sparsity, targets, settings, accuracy and multiply-adds."""
+    from train2infer.models import work
+
+    done = work.summary(stripped)
+    return {"sparsity": done["sparsity"], "min_kernel_sparsity": min(per_kernel.values()),
+            "target_sparsity": cfg.target_sparsity, "pattern": cfg.pattern, "policy": cfg.policy,
+            "start_from": cfg.start_from, "distill_weight": cfg.distill_weight,
+            "val_accuracy_inference": val_accuracy, "macs_dense": done["macs"], "macs_nonzero": done["macs_nonzero"]}
 
 
 def strip_and_check(wrapped, cfg):

@@ -17,7 +17,7 @@ INPUTS = {  # key -> (path under the reports folder, what it is)
     "channels": ("shrink/channels.json", "channel pruning details"),
     "prepare": ("prepare/summary.json", "prepare summary"),
 }
-CURVES = ("train", "shrink", "prune")  # stages whose DVCLive curves make the training figure
+CURVES = ("train", "shrink", "prune", "scratch")  # stages whose DVCLive curves make the training figure
 
 
 def read_reports(root: str | Path) -> dict:
@@ -50,7 +50,7 @@ def run(root: str | Path, out: Path) -> dict:
         "training": plots.curves(
             {f"{stage} {split}": live.series(Path(root) / stage, split, "accuracy")
              for stage in CURVES for split in ("train", "val")},
-            "Accuracy per epoch (train, then the fine-tuning of shrink and prune)", "accuracy",
+            "Accuracy per epoch (train; the fine-tuning of shrink and prune; scratch's control)", "accuracy",
             out / "training.png"),
     }
     write_json(out / "plotted.json", plotted)

@@ -71,7 +71,28 @@ SUMMARY_COLUMNS = (
     ("% of peak", "peak_fraction", "{:.0%}"),  # n/a where no matching peak was measured (bf16)
     ("speedup p50 [95% CI]", "speedup_p50", lambda v: with_interval(v, "speedup_p50")),
     ("gzip ratio", "gzip_ratio", "{:.2f}x"),
+    ("accuracy floor", "within_floor", lambda v: "within" if v.get("within_floor", True) else "**outside**"),
 )
+
+
+def best_line(metrics: dict) -> list[str]:
+    """Which variant is best: the fastest within the accuracy floor (``evaluate.max_drop``), or a
+    plain statement that none qualifies; the fastest variant outside the floor is named as such."""
+    h, v = metrics.get("headline", {}), metrics["variants"]
+    if "max_drop_points" not in h:
+        return []
+    floor = (f"the fastest variant that loses at most {h['max_drop_points']:g} point(s) of accuracy against the "
+             "baseline on the test images and is not significantly worse by the paired test (`evaluate.max_drop`)")
+    fastest = h["fastest_variant"]
+    outside = ([f"The fastest variant, `{fastest}` ({with_interval(v[fastest], 'speedup_p50')}), is **outside the "
+                f"floor** ({versus_baseline(v[fastest])}, {v[fastest].get('accuracy_verdict', 'not tested')}): it is "
+                "not called best."] if not h["fastest_within_floor"] else [])
+    if h["best_variant"] is None:
+        return [f"**Best: none.** No variant qualifies as {floor}.", "", *outside, ""]
+    b = v[h["best_variant"]]
+    return [f"**Best: `{h['best_variant']}`**, {with_interval(b, 'speedup_p50')} faster than the baseline (p50), "
+            f"accuracy {versus_baseline(b)} ({b.get('accuracy_verdict', 'not tested')}): {floor}.", "",
+            *(outside and [*outside, ""])]
 
 
 def markdown(r: dict, plotted: dict, figures: str) -> str:
@@ -87,7 +108,8 @@ def markdown(r: dict, plotted: dict, figures: str) -> str:
     out += tradeoffs(r["metrics"], r["benchmark"], plotted, figures) + work(r["metrics"], figures)
     out += runtimes(r["metrics"], r["benchmark"])
     out += memory(r["benchmark"]["memory"]) + ["## Size", "", f"![Sizes]({figures}/sizes.png)", ""]
-    out += pruning(r["shrink"], r["channels"], r["prune"], r["sparsity"], figures) + fusion(r["convert"])
+    out += pruning(r["shrink"], r["channels"], r["prune"], r["sparsity"], figures) + control(r["metrics"])
+    out += fusion(r["convert"])
     out += xnnpack_markdown(r["metrics"], r["convert"], r["benchmark"])
     out += ["", "## Training", "", f"![Training]({figures}/training.png)", ""]
     out += per_class_markdown(r["benchmark"]["per_class"], r["prepare"])
@@ -106,7 +128,7 @@ def summary(metrics: dict, bench: dict, prepare: dict) -> list[str]:
         f"train/val/test = {sizes['train']}/{sizes['val']}/{sizes['test']}. Machine: {mach['cpu']}, "
         f"{mach['cpus']} cores; TensorFlow {mach['tensorflow']}, LiteRT {mach['ai_edge_litert']}.", "",
         f"## Summary (baseline `{metrics['baseline']}`, batch 1, {m['threads']} thread(s))", "",
-        markdown_table(metrics, SUMMARY_COLUMNS), "",
+        markdown_table(metrics, SUMMARY_COLUMNS), "", *best_line(metrics),
         f"`img/s` is the best offline throughput over the batch sweep with {m['threads_all_cores']} threads; "
         f"`% of peak` compares achieved GFLOP/s with this machine's GEMM peak (float32 "
         f"{m['peak_gflops_float32']:.0f} GFLOP/s, int8 {m['peak_gops_int8']:.0f} GOP/s).", "",
@@ -284,6 +306,27 @@ def pruning(shrink: dict, channels: dict, prune: dict, sparsity: dict, figures: 
         f"{prune.get('min_kernel_sparsity', 0):.4f}." + (f" Layers with weights left dense: {listed}." if left else ""),
         "", f"![Sparsity]({figures}/sparsity.png)", "",
     ]
+
+
+def control(metrics: dict) -> list[str]:
+    """The scratch control: the shrunk architecture trained from random weights against the shrunk
+    model, paired on the same test images (Liu et al., "Rethinking the Value of Network Pruning")."""
+    rows = metrics.get("scratch_control") or {}
+    if not rows:
+        return []
+    out = ["## Did pruning earn its keep? (the scratch control)", "",
+           "`scratch_*`: the shrunk architecture with fresh random weights, trained with train's recipe for as many "
+           "epochs as the shrunk model had in all (`reports/scratch/`). Difference: scratch minus shrunk accuracy, "
+           "in points, paired on the same test images.", "",
+           "| scratch variant | against | difference [95% CI] | McNemar p | at 5 % |", "|---|---|---|---:|---|"]
+    out += [f"| {n} | {c['against']} | {100 * c['difference']:+.2f} [{100 * c['difference_ci_low']:+.2f}, "
+            f"{100 * c['difference_ci_high']:+.2f}] | {c['mcnemar_p']:.3g} | {c['verdict']} |" for n, c in rows.items()]
+    verdicts = {c["verdict"] for c in rows.values()}
+    said = ("training the small network from scratch did **better**: pruning did not earn its keep here"
+            if verdicts == {"significantly better"} else
+            "pruning + fine-tuning beat training the small network from scratch" if verdicts == {"significantly worse"}
+            else "no consistent significant difference between pruning and training the small network from scratch")
+    return out + ["", f"Verdict: {said}.", ""]
 
 
 def fusion(convert: dict) -> list[str]:

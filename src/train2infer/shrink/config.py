@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from train2infer.core.params import choice, ranged
+from train2infer.core.params import ParamError, choice, ranged
 
 CRITERIA = ("none", "dead", "l1", "l2")
 RANKINGS = ("group", "global")
@@ -23,6 +23,29 @@ class ShrinkConfig:
     round_to: int = ranged(1)  # kept widths are multiples of this
     exclude: list[str]  # layer-name patterns: a group running through a matching layer stays whole
     probe_images: int = ranged(1)  # training images on which dead channels are looked for
-    epochs: int = ranged(0)
+    epochs: int = ranged(0)  # in all, shared out over the steps
     batch_size: int = ranged(1)
     learning_rate: float = ranged(0, lo_open=True)
+    steps: int = ranged(1)  # gradual shrinking: cut keep^(1/steps) of the channels, fine-tune, repeat
+    distill_weight: float = ranged(0, 1)  # share of the trained model's softened outputs in the loss; 0: off
+    temperature: float = ranged(0, lo_open=True)
+
+    def check(self) -> None:
+        if self.distill_weight and not self.epochs:
+            raise ParamError("distill_weight", self.distill_weight, "needs shrink.epochs >= 1: distillation "
+                             "happens while fine-tuning (set shrink.distill_weight=0 for no fine-tuning)")
+        if self.steps > 1 and self.criterion not in ("l1", "l2"):
+            raise ParamError("steps", self.steps, f"needs shrink.criterion l1 or l2 (criterion {self.criterion} "
+                             "cuts once)")
+        if self.steps > 1 and self.epochs < self.steps:
+            raise ParamError("steps", self.steps, f"needs shrink.epochs >= steps ({self.epochs} now): every step "
+                             "fine-tunes at least one epoch")
+
+    def step_keep(self) -> float:
+        """The fraction each of the ``steps`` cuts keeps (their product is ``keep``)."""
+        return self.keep ** (1.0 / self.steps)
+
+    def step_epochs(self) -> list[int]:
+        """Fine-tuning epochs of each step (``epochs`` shared out, the remainder to the last)."""
+        share = self.epochs // self.steps
+        return [share] * (self.steps - 1) + [self.epochs - share * (self.steps - 1)]

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from train2infer.core.publish import write_json
-from train2infer.prepared import load_prepared, to_float
+from train2infer.prepared import load_meta, load_prepared, to_float
 
 
 def run(cfg, train_cfg, seed: int, data: str | Path, model_in: str | Path, model_out: Path, reports: Path) -> dict:
@@ -32,39 +32,80 @@ def run(cfg, train_cfg, seed: int, data: str | Path, model_in: str | Path, model
     from dvclive import Live
 
     from train2infer import distribute, fit
-    from train2infer.models import groups, io
+    from train2infer.models import io
     from train2infer.shrink import channels
 
     strategy = fit.setup(train_cfg, seed)  # first TF call (multi-worker needs it)
     chief = distribute.is_chief(strategy)
     trained = io.load_model(model_in)  # fail fast, before any work, on a bad file
     train_xy, val_xy = load_prepared(data, "train"), load_prepared(data, "val")
+    probe = to_float(train_xy[0][: cfg.probe_images])
     with Live(dir=str(reports), dvcyaml=None, save_dvc_exp=False) as live:
         chosen, skipped = None, "shrink.criterion=none" if cfg.criterion == "none" else None
         if not skipped:
-            chosen = channels.plan(trained, to_float(train_xy[0][: cfg.probe_images]), cfg.criterion, cfg.keep,
-                                   cfg.min_channels, cfg.exclude, cfg.round_to, cfg.ranking)
+            chosen = channels.plan(trained, probe, cfg.criterion, cfg.step_keep(), cfg.min_channels, cfg.exclude,
+                                   cfg.round_to, cfg.ranking)
             if not chosen["removed"]:
                 skipped = "no channel can be removed (every group is pinned, or kept whole)"
         if skipped:
             untuned(live, fit.accuracy(trained, *val_xy))
             return pass_on(live, cfg, skipped, chosen, model_in, model_out, reports) | {"chief": chief}
-        deps, removed = chosen["deps"], chosen["removed"]
-        shrunk = groups.slice_model(trained, deps, removed)
-        acc_cut = fit.accuracy(shrunk, *val_xy)
-        if cfg.epochs:
-            shrunk, _ = fit.fit_classifier(
-                lambda: groups.slice_model(io.load_model(model_in), deps, removed), strategy, train_xy, val_xy,
-                epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
-                scale_learning_rate=False, seed=seed, callbacks=[fit.LiveLogger(live)])
-        else:
-            untuned(live, acc_cut)
+        ctx = {"strategy": strategy, "train": train_xy, "val": val_xy, "seed": seed, "live": live,
+               "teacher": lambda: io.load_model(model_in),
+               "recipe": fit.recipe(train_cfg, load_meta(data)["source"], warmup=False)}
+        shrunk, acc_cut, rows = trained, None, []
+        for step, epochs in enumerate(cfg.step_epochs()):
+            if step:
+                chosen = channels.plan(shrunk, probe, cfg.criterion, cfg.step_keep(), cfg.min_channels, cfg.exclude,
+                                       cfg.round_to, cfg.ranking)
+            shrunk, acc = cut_and_tune(shrunk, chosen, cfg, epochs, sum(cfg.step_epochs()[:step]), ctx)
+            acc_cut = acc if acc_cut is None else acc_cut
+            rows = rows or chosen["groups"]
         io.save_for_inference(shrunk, model_out)
-        live.summary.update(compare(trained, shrunk, val_xy, acc_cut, chosen["groups"])
+        live.summary.update(compare(trained, shrunk, val_xy, acc_cut, rows)
                             | {"criterion": cfg.criterion, "keep": cfg.keep, "ranking": cfg.ranking,
-                               "round_to": cfg.round_to})
+                               "round_to": cfg.round_to, "steps": cfg.steps, "epochs": cfg.epochs,
+                               "distill_weight": cfg.distill_weight})
         write_json(Path(reports) / "channels.json", describe_groups(chosen))
         return {**live.summary, "chief": chief}
+
+
+def offset_logger(live, offset: int):
+    """A :class:`train2infer.fit.LiveLogger` whose epochs count on from ``offset``: gradual shrinking
+    logs every step's fine-tuning on one curve. (Defined here, lazily: fit loads TensorFlow.)"""
+    from train2infer import fit
+
+    class OffsetLogger(fit.LiveLogger):
+        def on_epoch_begin(self, epoch, logs=None):
+            super().on_epoch_begin(epoch + offset, logs)
+
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch + offset, logs)
+
+    return OffsetLogger(live)
+
+
+def cut_and_tune(model, chosen: dict, cfg, epochs: int, offset: int, ctx: dict):
+    """One step: slice ``chosen``'s channels out of ``model``, then fine-tune it for ``epochs``
+    (distilling from the trained model when ``cfg.distill_weight``). Returns the model and its
+    validation accuracy right after the cut."""
+    from train2infer import distill, fit
+    from train2infer.models import groups
+
+    deps, removed = chosen["deps"], chosen["removed"]
+    cut = groups.slice_model(model, deps, removed)
+    acc_cut = fit.accuracy(cut, *ctx["val"])
+    if not epochs:
+        untuned(ctx["live"], acc_cut)
+        return cut, acc_cut
+    rec = ctx["recipe"]
+    build = distill.wrap(lambda: groups.slice_model(model, deps, removed), ctx["teacher"], cfg.distill_weight,
+                         cfg.temperature, rec.label_smoothing)
+    tuned, _ = fit.fit_classifier(
+        build, ctx["strategy"], ctx["train"], ctx["val"], epochs=epochs, batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate, scale_learning_rate=False, seed=ctx["seed"],
+        callbacks=[offset_logger(ctx["live"], offset)], rec=rec)
+    return distill.student_of(tuned), acc_cut
 
 
 def pass_on(live, cfg, skipped: str, chosen: dict | None, model_in, model_out: Path, reports: Path) -> dict:
@@ -109,6 +150,9 @@ def describe(summary: dict) -> str:
     if summary.get("skipped"):
         return f"shrink: skipped, {summary['skipped']}: the trained model is passed on unchanged"
     s = summary
-    return (f"shrink: {s['criterion']} keep {s['keep']}: MACs {s['macs_before']:,} -> {s['macs_after']:,} "
+    steps = f" in {s['steps']} steps" if s.get("steps", 1) > 1 else ""
+    tuned = (f"{s['val_accuracy_fine_tuned']:.4f} (fine-tuned {s['epochs']} epochs"
+             f"{', distilled' if s.get('distill_weight') else ''})" if s.get("epochs") else "no fine-tuning")
+    return (f"shrink: {s['criterion']} keep {s['keep']}{steps}: MACs {s['macs_before']:,} -> {s['macs_after']:,} "
             f"({s['flops_ratio']:.2f}x fewer), val accuracy {s['val_accuracy_trained']:.4f} -> "
-            f"{s['val_accuracy_cut']:.4f} (cut) -> {s['val_accuracy_fine_tuned']:.4f} (fine-tuned)")
+            f"{s['val_accuracy_cut']:.4f} (cut) -> {tuned}")

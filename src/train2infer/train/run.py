@@ -66,7 +66,8 @@ def run(model_cfg, cfg, seed: int, data: str | Path, model_out: Path, reports: P
                            "n": [len(train_xy[0]), len(val_xy[0])], "replicas": strategy.num_replicas_in_sync,
                            "file": file_digest(model_cfg.path) if model_cfg.name == "file" else None})
         workdir = backup_dir(backup, key, chief)
-        model, info, extra = fit_logged(build, strategy, train_xy, val_xy, cfg, seed, workdir, mixed)
+        rec = fit.recipe(cfg, meta["source"])
+        model, info, extra = fit_logged(build, strategy, train_xy, val_xy, cfg, seed, workdir, mixed, rec)
         shutil.copytree(workdir / "live", reports, dirs_exist_ok=True)
     write_json(Path(reports) / "throughput.json", {**desc, "train_seconds": round(extra["seconds"], 2),
                                                    **extra["speed"], "jit_compile": cfg.jit_compile,
@@ -120,7 +121,7 @@ def passed_on(model, val_xy, reports: Path):
                    "best_epoch": None, "epochs_run": 0}
 
 
-def fit_logged(build, strategy, train_xy, val_xy, cfg, seed: int, workdir: Path, mixed: bool):
+def fit_logged(build, strategy, train_xy, val_xy, cfg, seed: int, workdir: Path, mixed: bool, rec):
     """Fit with DVCLive logs and a ``BackupAndRestore`` checkpoint under ``workdir`` (resumable);
     returns the float32 model, the fit info, and seconds, accuracy, resume epoch and speed."""
     import tf_keras as keras
@@ -137,7 +138,7 @@ def fit_logged(build, strategy, train_xy, val_xy, cfg, seed: int, workdir: Path,
             build, strategy, train_xy, val_xy, epochs=cfg.epochs, batch_size=cfg.batch_size,
             learning_rate=cfg.learning_rate, scale_learning_rate=cfg.scale_learning_rate, seed=seed,
             callbacks=[timer, logger, keras.callbacks.BackupAndRestore(str(workdir / "checkpoint")), *stop],
-            jit_compile=cfg.jit_compile)
+            jit_compile=cfg.jit_compile, rec=rec)
         seconds = time.perf_counter() - t0
         model = fit.as_float32(model, build)
         val_acc = fit.accuracy(model, *val_xy)
@@ -147,7 +148,8 @@ def fit_logged(build, strategy, train_xy, val_xy, cfg, seed: int, workdir: Path,
         live.summary.update(val_accuracy_inference=val_acc, resumed_from_epoch=logger.resumed_from_epoch,
                             epochs_run=len(timer.seconds) + logger.resumed_from_epoch, best_epoch=best,
                             replicas=info["replicas"], global_batch_size=info["global_batch_size"],
-                            mixed_precision=int(mixed))  # timings go to throughput.json, not here
+                            mixed_precision=int(mixed), augment_flip=int(rec.flip),
+                            augment_translate=rec.translate)  # timings go to throughput.json, not here
     return model, info, {"seconds": seconds, "val_accuracy": val_acc, "resumed_from_epoch": logger.resumed_from_epoch,
                          "speed": speed, "best_epoch": best, "epochs_run": live.summary["epochs_run"]}
 
