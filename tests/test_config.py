@@ -214,6 +214,11 @@ STAGE_ARGS = {
         ("prune", "prune.final_sparsity=1.0", "prune.final_sparsity"),
         ("convert", "convert.float_atol=0", "convert.float_atol"),
         ("evaluate", "evaluate.cv_threshold=0", "evaluate.cv_threshold"),
+        ("train", "train.translate=32", "train.translate"),  # a shift as large as the image
+        ("train", "train.schedule=cosine", "train.patience"),  # early stopping would cut the schedule
+        ("shrink", "shrink.epochs=0", "shrink.distill_weight"),  # distillation with no fine-tuning
+        ("scratch", "scratch.epochs=0", "scratch.epochs"),
+        ("evaluate", "evaluate.max_drop=-1", "evaluate.max_drop"),
     ],
 )
 def test_stage_rejects_bad_param_with_one_line_and_no_outputs(tmp_path, stage, override, key):
