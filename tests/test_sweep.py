@@ -102,11 +102,11 @@ def test_queued_two_point_sweep_runs_and_is_summarised(tmp_path):
     assert f"bench: {names[0]}" in benched.stdout and "-> reports/sweep/bench.json" in benched.stdout
     bench = json.loads((proj / "reports" / "sweep" / "bench.json").read_text())
     assert set(bench["experiments"]) == set(names)
-    assert bench["method"]["variants"] == 2 * 13  # every variant of each, and its baseline, in one session
+    assert bench["method"]["variants"] == 2 * 17  # every variant of each (scratch_* too), and its baseline, in one session
     for e in bench["experiments"].values():
         base = e["variants"]["trained_keras_float"]
         assert base["speedup_p50"] == base["speedup_p50_ci_low"] == base["speedup_p50_ci_high"] == 1.0
-        assert len(e["variants"]) == 13
+        assert len(e["variants"]) == 17
         for v in e["variants"].values():
             assert v["speedup_p50_ci_low"] <= v["speedup_p50"] <= v["speedup_p50_ci_high"] and v["p50_ms"] > 0
     summary = json.loads((proj / "reports" / "sweep" / "summary.json").read_text())
