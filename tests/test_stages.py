@@ -63,7 +63,7 @@ def test_prune_with_a_frequency_that_never_updates_masks(workdir, tmp_path):
     """A library error on a parameter is reported with the stage's params section."""
     write_params(tmp_path / "params.yaml", TINY + ["prune.frequency=100"])
     args = ["--params", str(tmp_path / "params.yaml"), "--data", "prepared", "--model-in", "trained.keras",
-            "--model-out", "out/p.keras", "--reports", "out/r"]
+            "--teacher", "trained.keras", "--model-out", "out/p.keras", "--reports", "out/r"]
     assert_clean_failure(run_stage("prune", args, workdir), workdir, "params: prune.frequency=100 never updates")
 
 

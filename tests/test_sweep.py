@@ -114,7 +114,7 @@ def test_queued_two_point_sweep_runs_and_is_summarised(tmp_path):
     for r in summary["rows"]:
         assert r["latency_p50_ms"] == bench["experiments"][r["name"]]["variants"][r["variant"]]["p50_ms"]
     text = (proj / "reports" / "sweep" / "README.md").read_text()
-    assert "from `python tools/sweep.py bench`: one interleaved session, 26 models" in text
+    assert "from `python tools/sweep.py bench`: one interleaved session, 34 models" in text
     unknown = module("bench", "no-such-exp", check=False)
     assert unknown.returncode == 2 and unknown.stderr.strip().splitlines()[-1].startswith(
         "error: sweep bench: no finished experiment 'no-such-exp'")
