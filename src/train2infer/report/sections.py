@@ -86,13 +86,12 @@ def best_line(metrics: dict) -> list[str]:
     fastest = h["fastest_variant"]
     outside = ([f"The fastest variant, `{fastest}` ({with_interval(v[fastest], 'speedup_p50')}), is **outside the "
                 f"floor** ({versus_baseline(v[fastest])}, {v[fastest].get('accuracy_verdict', 'not tested')}): it is "
-                "not called best."] if not h["fastest_within_floor"] else [])
+                "not called best.", ""] if not h["fastest_within_floor"] else [])
     if h["best_variant"] is None:
-        return [f"**Best: none.** No variant qualifies as {floor}.", "", *outside, ""]
+        return [f"**Best: none.** No variant qualifies as {floor}.", "", *outside]
     b = v[h["best_variant"]]
     return [f"**Best: `{h['best_variant']}`**, {with_interval(b, 'speedup_p50')} faster than the baseline (p50), "
-            f"accuracy {versus_baseline(b)} ({b.get('accuracy_verdict', 'not tested')}): {floor}.", "",
-            *(outside and [*outside, ""])]
+            f"accuracy {versus_baseline(b)} ({b.get('accuracy_verdict', 'not tested')}): {floor}.", "", *outside]
 
 
 def markdown(r: dict, plotted: dict, figures: str) -> str:
