@@ -9,7 +9,8 @@ drops exactly the lines in :data:`NOISE` and passes everything else through unch
 CUDA lines are dropped only where no NVIDIA device exists: on a GPU machine they are real.
 
 A separate process (not a thread) drains the pipe: whatever this process printed reaches the
-terminal even if it aborts. Set ``T2I_TF_LOGS=all`` to see everything.
+terminal even if it aborts. It ignores SIGINT and SIGTERM (a Ctrl-C signals the whole process
+group): it ends when the stage's end closes the pipe, after the stage's own last line. Set ``T2I_TF_LOGS=all`` to see everything.
 """
 
 from __future__ import annotations
@@ -37,7 +38,11 @@ CUDA_NOISE = (
     "TF-TRT Warning: Could not find TensorRT",
 )
 _FILTER = r"""
-import sys
+import signal, sys
+# Ctrl-C and SIGTERM reach the whole process group: the stage reports them in one line; this
+# filter carries on until the stage closes the pipe (EOF), so that line still gets through.
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
 drop = tuple(sys.argv[1:])
 out = sys.stdout.buffer
 for line in sys.stdin.buffer:
