@@ -4,7 +4,8 @@ Reads:   params.yaml (``model``, ``train``, ``seed``); --data prepared folder.
 Writes:  --model ``.keras`` (float32, no optimizer state); --reports folder: DVCLive per-epoch
          metrics (``metrics.json``, ``plots/metrics/``) and ``throughput.json``. With
          ``train.strategy=multi_worker`` every worker runs this; only the chief publishes.
-Resume:  state under --backup (keyed by the run's settings); a killed run re-run resumes.
+Resume:  state under --backup (keyed by settings and code, stamped with dvc.lock's state); a
+         killed run re-run resumes; one DVC has recorded since is removed (docs/scale.md).
 Run:     dvc repro train
          python stages/train.py --data data/prepared --model models/trained.keras \
              --reports reports/train --backup models/.backup/train

@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from train2infer.core.params import as_dict
+from train2infer.core import resume
 from train2infer.core.publish import write_json
 from train2infer.prepared import load_meta, load_prepared
-
-
-def backup_dir(root: str | Path, key: str, chief: bool) -> Path:
-    """This run's resumable state under ``root``; backups of runs with other settings go."""
-    root = Path(root)
-    if chief and root.is_dir():
-        for stale in root.iterdir():
-            if stale.name != key:
-                shutil.rmtree(stale, ignore_errors=True)
-    return root / (key if chief else f"{key}-worker")
 
 
 def run(model_cfg, cfg, seed: int, data: str | Path, model_out: Path, reports: Path, backup: str | Path) -> dict:
@@ -64,8 +56,10 @@ def run(model_cfg, cfg, seed: int, data: str | Path, model_out: Path, reports: P
     else:
         key = fit.run_key({"model": as_dict(model_cfg), "train": as_dict(cfg), "seed": seed, "data": meta,
                            "n": [len(train_xy[0]), len(val_xy[0])], "replicas": strategy.num_replicas_in_sync,
-                           "file": file_digest(model_cfg.path) if model_cfg.name == "file" else None})
-        workdir = backup_dir(backup, key, chief)
+                           "file": file_digest(model_cfg.path) if model_cfg.name == "file" else None,
+                           "code": resume.code_digest()})
+        workdir, state = resume.checkpoint_dir(backup, key, chief)
+        announce(state, workdir, chief)
         rec = fit.recipe(cfg, meta["source"])
         model, info, extra = fit_logged(build, strategy, train_xy, val_xy, cfg, seed, workdir, mixed, rec)
         shutil.copytree(workdir / "live", reports, dirs_exist_ok=True)
@@ -78,6 +72,18 @@ def run(model_cfg, cfg, seed: int, data: str | Path, model_out: Path, reports: P
         shutil.rmtree(workdir, ignore_errors=True)
     return {"chief": chief, "strategy": desc["strategy"], "replicas": desc["replicas"], "epochs": cfg.epochs,
             "notes": notes, **extra}
+
+
+def announce(state: str, workdir: Path, chief: bool) -> None:
+    """Say before training whether an interrupted run's checkpoint is resumed or was dropped."""
+    if not chief or state == "new":
+        return
+    if state == "resume":
+        print(f"train: resuming the interrupted run of these settings from {workdir}", flush=True)
+    else:
+        print(f"train: removed a checkpoint of these settings ({workdir}): DVC has recorded the stage "
+              "since it was written (it completed, or its outputs were restored); starting afresh",
+              file=sys.stderr, flush=True)
 
 
 def builder(model_cfg, input_shape, num_classes: int, seed: int):
