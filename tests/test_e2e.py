@@ -19,7 +19,7 @@ VARIANTS = ("trained_keras_float", "trained_tflite_float", "trained_tflite_dynam
             "shrunk_saved_model_float", "pruned_tflite_float", "pruned_tflite_dynamic", "pruned_tflite_int8",
             "pruned_saved_model_float", "scratch_tflite_float", "scratch_tflite_dynamic", "scratch_tflite_int8",
             "scratch_saved_model_float")
-STAGES = ["prepare", "train", "shrink", "prune", "scratch", "convert", "evaluate", "report"]
+STAGES = ["check", "prepare", "train", "shrink", "prune", "scratch", "convert", "evaluate", "report"]
 
 
 def _ran(output: str) -> list[str]:
@@ -113,7 +113,7 @@ def test_exp_run_reruns_only_downstream_of_prune_and_shows_metrics(repo):
     dst, _ = repo
     overrides = [a for o in TINY + ["prune.final_sparsity=0.5"] for a in ("-S", o)]
     out = dvc("exp", "run", *overrides, cwd=dst).stdout
-    assert _ran(out) == ["prune", "convert", "evaluate", "report"]
+    assert _ran(out) == ["check", "prune", "convert", "evaluate", "report"]  # check's stamp: same bytes
     metrics = json.loads((dst / "reports" / "evaluate" / "metrics.json").read_text())
     assert abs(metrics["variants"]["pruned_tflite_float"]["sparsity"] - 0.5) <= 0.01
 
@@ -134,6 +134,30 @@ def test_exp_run_reruns_only_downstream_of_prune_and_shows_metrics(repo):
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+@pytest.mark.parametrize("bad, culprit", [("train.epochs=-1", "train.epochs"), ("prepare.val_fraction=2", "prepare.val_fraction"),
+                                          ("evaluate.threads=[-1]", "evaluate.threads")])
+def test_a_failed_exp_run_removes_no_output(repo, bad, culprit):
+    """DVC removes a stage's outputs before its command runs: the check stage, first, stops a bad
+    value before that; afterwards git shows only params.yaml changed (issue: models deleted)."""
+    dst, _ = repo
+    before = {p: p.read_bytes() for p in (dst / "models").glob("*.keras")}
+    status, params = git("status", "--short", cwd=dst).stdout.splitlines(), (dst / "params.yaml").read_bytes()
+    proc = dvc("exp", "run", "-S", bad, cwd=dst, check=False)
+    try:
+        assert proc.returncode != 0
+        assert _ran(proc.stdout) == ["check"], proc.stdout[-2000:]
+        lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+        assert len(lines) == 1 and culprit in lines[0], proc.stderr[-2000:]
+        assert "Traceback" not in proc.stdout + proc.stderr
+        assert set(git("status", "--short", cwd=dst).stdout.splitlines()) - set(status) <= {" M params.yaml"}
+        assert {p: p.read_bytes() for p in (dst / "models").glob("*.keras")} == before
+    finally:
+        (dst / "params.yaml").write_bytes(params)
+        dvc("checkout", cwd=dst)  # the check stamp back, so the module's later tests find it all in place
+    assert _ran(dvc("repro", cwd=dst).stdout) == []
+
+
 def test_a_dvc_added_image_folder_is_a_dependency_of_prepare(tmp_path):
     """`dvc add` a folder of images, point data.path at it; adding images re-runs prepare."""
     from test_prepare import tree
@@ -144,7 +168,7 @@ def test_a_dvc_added_image_folder_is_a_dependency_of_prepare(tmp_path):
     dvc("add", "data/images/pets", cwd=dst)
     git("add", "-A", cwd=dst)
     git("commit", "-qm", "images", cwd=dst)
-    assert _ran(dvc("repro", "prepare", cwd=dst).stdout) == ["prepare"]
+    assert _ran(dvc("repro", "prepare", cwd=dst).stdout) == ["check", "prepare"]
     summary = json.loads((dst / "reports" / "prepare" / "summary.json").read_text())
     assert summary["class_names"] == ["cats", "dogs"] and sum(summary["sizes"].values()) == 24
     assert _ran(dvc("repro", "prepare", cwd=dst).stdout) == []

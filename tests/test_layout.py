@@ -11,7 +11,7 @@ import yaml
 from helpers import ROOT, SRC, library_imports, module_file
 from train2infer import config
 
-STAGES = ["prepare", "train", "shrink", "prune", "scratch", "convert", "evaluate", "report"]
+STAGES = ["check", "prepare", "train", "shrink", "prune", "scratch", "convert", "evaluate", "report"]
 PKG = SRC / "train2infer"
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 
@@ -41,7 +41,8 @@ def test_one_name_per_concept():
     """stage = script = package = conf group = params section = reports/<stage>/."""
     assert list(DVC["stages"]) == STAGES
     groups = {p.name for p in (ROOT / "conf").iterdir() if p.is_dir()} - {"experiment"}  # named runs, not a section
-    assert groups == set(config.SECTIONS) == (set(STAGES) - {"report"}) | {"model"}  # model: shared, not a stage
+    # no conf group: check (validates every section) and report (no knobs); model: shared, not a stage
+    assert groups == set(config.SECTIONS) == (set(STAGES) - {"check", "report"}) | {"model"}
     for stage in STAGES:
         assert (ROOT / "stages" / f"{stage}.py").is_file()
         assert (PKG / stage / "run.py").is_file()
@@ -63,7 +64,10 @@ def other_schemas(stage: str) -> set[str]:
     """The one exception to "deps = imports": the other stages' schemas. ``train2infer.config``
     imports every ``<stage>/config.py`` to validate all of params.yaml before any work (fail
     fast), but another stage's schema does not shape this stage's outputs: touching
-    ``evaluate/config.py`` must not re-run training."""
+    ``evaluate/config.py`` must not re-run training. ``check``, whose one job is validating every
+    section, depends on all of them."""
+    if stage == "check":
+        return set()
     return {f"src/train2infer/{s}/{f}" for s in STAGES if s != stage for f in ("config.py", "__init__.py")}
 
 

@@ -1,0 +1,1 @@
+"""The check stage: every section of params.yaml validated before any stage with outputs runs."""
