@@ -92,6 +92,8 @@ def test_a_key_deleted_from_yaml_is_an_error():
         ("shrink.round_to=0", "shrink.round_to=0 must be >= 1"),
         ("evaluate.min_runs=50", "evaluate.min_runs=50 must be >= 200"),
         ("evaluate.threads=[-1]", "evaluate.threads[0]=-1 must be >= 0"),
+        ("evaluate.threads=[1,4096]", "evaluate.threads=[1, 4096] asks for more threads than this machine's"),
+        ("prepare.image_size=100000", "prepare.image_size=100000 must be <= 2048"),
         ("evaluate.batch_sizes=[]", "evaluate.batch_sizes=[] must list at least one batch size"),
         ("convert.quantization=[int4]", "convert.quantization[0]='int4' is not one of: dynamic, float16, int8, pqat"),
         ("convert.quantization=[int8,int8]", "convert.quantization=['int8', 'int8'] must not repeat a mode"),
@@ -170,9 +172,18 @@ def test_library_errors_are_qualified_by_the_entry_point():
     assert err.within("prune").within("train").section == "prune"
 
 
-def test_bad_seed_is_named():
-    with pytest.raises(P.ParamError, match="seed"):
+def test_bad_seed_is_named_as_the_top_level_key_whichever_stage_finds_it():
+    with pytest.raises(P.ParamError, match="seed") as err:
         P.seed(OmegaConf.create({"seed": -1}))
+    assert str(err.value.within("train")) == "params: seed=-1 must be a non-negative integer"  # not train.seed
+
+
+def test_a_pattern_that_matches_no_layer_is_named():
+    P.check_patterns("exclude", ["s0*", "logits"], ["s0_conv", "s1_conv", "logits"])
+    with pytest.raises(P.ParamError) as err:
+        P.check_patterns("exclude", ["s0*", "logitz"], ["s0_conv", "s1_conv", "logits"])
+    assert str(err.value.within("prune")) == ("params: prune.exclude=['s0*', 'logitz'] 'logitz' matches no layer "
+                                              "of the model (its layers: s0_conv, s1_conv, logits)")
 
 
 def test_the_validator_reads_ranges_from_field_metadata():

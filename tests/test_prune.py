@@ -129,8 +129,12 @@ def test_include_exclude_and_policy_choose_the_wrapped_layers():
     assert wrapped(cnn) == ["s0c0_conv", "s1c0_conv", "hidden", "logits"]
     assert wrapped(cnn, exclude=["s0c0_conv", "logits"]) == ["s1c0_conv", "hidden"]
     assert wrapped(cnn, include=["s*"]) == ["s0c0_conv", "s1c0_conv"]
+    with pytest.raises(ParamError, match="'nothing\\*' matches no layer of the model"):
+        wrapped(cnn, include=["nothing*"])  # a typo
+    with pytest.raises(ParamError, match="'nothing' matches no layer of the model"):
+        wrapped(cnn, exclude=["logits", "nothing"])
     with pytest.raises(ParamError, match="selects no prunable layer"):
-        wrapped(cnn, include=["nothing*"])
+        wrapped(cnn, include=["*_bn"])  # layers, but none TF-MOT prunes
     with pytest.raises(ParamError, match="policy=.xnnpack. does not fit model .cnn."):
         wrapped(cnn, policy="xnnpack")
     mobile = builders.build_mobilenet((16, 16, 3), 4, stem_filters=8, filters=(8, 16), blocks_per_stage=1)

@@ -108,3 +108,14 @@ def test_an_image_size_too_small_for_the_architecture_stops_the_first_stage(work
     proc = run_stage("prepare", ["--params", "small.yaml", "--out", "out/prepared", "--summary", "out/s.json",
                                  "--timing", "out/t.json"], workdir)
     assert_clean_failure(proc, workdir, "model.name='application' needs prepare.image_size >= 32", "got 16")
+
+
+@pytest.mark.parametrize("stage, key", [("prune", "exclude"), ("prune", "include"), ("shrink", "exclude")])
+def test_a_layer_pattern_with_a_typo_is_named_not_ignored(workdir, tmp_path, stage, key):
+    """Issue: prune.exclude=[logitz] and shrink.exclude with a typo were silently ignored."""
+    write_params(tmp_path / "params.yaml", TINY + [f"{stage}.{key}=[logitz]"])
+    args = ["--params", str(tmp_path / "params.yaml"), "--data", "prepared", "--model-in", "trained.keras",
+            "--model-out", "out/m.keras", "--reports", "out/r"]
+    args += ["--teacher", "trained.keras"] if stage == "prune" else []
+    assert_clean_failure(run_stage(stage, args, workdir), workdir, f"params: {stage}.{key}=['logitz'] 'logitz' "
+                         "matches no layer of the model (its layers: ")

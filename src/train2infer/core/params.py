@@ -15,9 +15,10 @@ layout of ``params.yaml``.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 from dataclasses import MISSING, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from train2infer import Train2InferError
 
@@ -42,8 +43,9 @@ class ParamError(Train2InferError):
         return f"params: {where}={self.value!r} {self.rule}"
 
     def within(self, section: str) -> "ParamError":
-        """This error qualified with ``section`` (unchanged if it already names one)."""
-        return self if self.section else ParamError(self.key, self.value, self.rule, section)
+        """This error qualified with ``section`` (unchanged if it already names one, or names a
+        top-level key such as ``seed``: ``section=""``)."""
+        return self if self.section is not None else ParamError(self.key, self.value, self.rule, section)
 
 
 class ParamsFileError(Train2InferError):
@@ -162,8 +164,22 @@ def seed(params) -> int:
     """The global ``seed``, checked to be a non-negative integer."""
     value = params.get("seed") if params is not None else None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ParamError("seed", value, "must be a non-negative integer")
+        raise ParamError("seed", value, "must be a non-negative integer", section="")  # top level, no section
     return value
+
+
+def check_patterns(key: str, patterns: Sequence[str], names: Sequence[str]) -> None:
+    """Every fnmatch pattern in ``patterns`` must match one of ``names`` (a model's layer names):
+    a typo in an include or exclude list must not pass silently.
+
+    Raises:
+        ParamError: Naming the first pattern that matches nothing, and some of the names.
+    """
+    names = list(names)
+    bad = [p for p in patterns if not any(fnmatch.fnmatchcase(n, str(p)) for n in names)]
+    if bad:
+        shown = ", ".join(names[:10]) + (f" ... ({len(names)} layers)" if len(names) > 10 else "")
+        raise ParamError(key, list(patterns), f"{bad[0]!r} matches no layer of the model (its layers: {shown})")
 
 
 def as_dict(cfg) -> dict:

@@ -32,6 +32,12 @@ class EvaluateConfig:
     max_drop: float = ranged(0, 100)  # accuracy floor, points: "best" loses at most this, not significantly
 
     def check(self) -> None:
+        import os
+
+        cores = os.cpu_count() or 1
+        if any(t > cores for t in self.threads):
+            raise ParamError("threads", list(self.threads), f"asks for more threads than this machine's {cores} "
+                             "cores: the figures would time contention, not the model (0 = all cores)")
         if len(set(self.runtimes)) != len(self.runtimes):
             raise ParamError("runtimes", list(self.runtimes), "must not repeat a runtime")
         if "openvino" in self.runtimes:

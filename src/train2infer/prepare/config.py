@@ -17,6 +17,7 @@ SOURCES = ("digits", "folder", "shapes", "keras")
 SHAPE_CLASSES = ("circle", "ellipse", "square", "rectangle", "triangle", "line", "cross", "star",
                  "ring", "hexagon")
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10")
+MAX_IMAGE_SIZE = 2048  # pixels a side: the prepared splits are held in memory (2048 x 2048 x 3 = 12 MB an image)
 
 
 @dataclass
@@ -26,7 +27,7 @@ class DigitsConfig:
     SECTION: ClassVar[str] = "prepare"
     name: str = choice(*SOURCES)
     path: str
-    image_size: int = ranged(1)
+    image_size: int = ranged(1, MAX_IMAGE_SIZE)  # side in pixels
     channels: int = choice(1, 3)
     val_fraction: float = ranged(0, 1, lo_open=True, hi_open=True)
     test_fraction: Optional[float]  # a fraction; null only for prepare=keras

@@ -8,7 +8,7 @@ from typing import Sequence
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
-from train2infer.core.params import ParamError
+from train2infer.core.params import ParamError, check_patterns
 # Layers whose kernel TF-MOT prunes (SeparableConv2D: the pointwise kernel; Conv2DTranspose is a Conv2D);
 # its registry lists DepthwiseConv2D with no prunable weights.
 PRUNABLE_KERNELS = (keras.layers.Conv2D, keras.layers.SeparableConv2D, keras.layers.Dense)
@@ -109,7 +109,8 @@ def wrap(
         exclude: Layer-name patterns to leave dense.
 
     Raises:
-        ParamError: If the policy rejects the model, or nothing is selected.
+        ParamError: If the policy rejects the model, nothing is selected, or a pattern of
+            ``include`` / ``exclude`` matches no layer (a typo).
     """
     params = {"pruning_schedule": schedule}
     if pattern == "m_by_n":
@@ -117,6 +118,8 @@ def wrap(
     elif pattern == "block":
         params["block_size"] = tuple(int(v) for v in block_size)
     chooser = policy_chooser(policy, model)
+    check_patterns("include", include, [layer.name for layer in model.layers])
+    check_patterns("exclude", exclude, [layer.name for layer in model.layers])
 
     def choose(layer):
         if pattern == "block" and not isinstance(layer, keras.layers.Dense):

@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 import tf_keras as keras
 
+from train2infer.core.params import check_patterns
 from train2infer.models.graph import bn_scale, functional
 from train2infer.models.groups import Dependencies, Group, dependencies
 
@@ -98,6 +99,7 @@ def plan(model: keras.Model, x: np.ndarray, criterion: str, keep: float, min_cha
     Returns:
         ``{"deps", "removed": set of class ids, "groups": [report entry per group]}``.
     """
+    check_patterns("exclude", exclude, [layer.name for layer in model.layers])  # a typo must not pass
     deps = dependencies(model)
     for g in deps.groups:
         hit = next((p for p in exclude for n in g.tensors + g.sources if fnmatch.fnmatchcase(n, p)), None)
