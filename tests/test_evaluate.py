@@ -350,3 +350,24 @@ def test_the_evaluate_line_and_report_never_call_a_variant_outside_the_floor_bes
     m["headline"] = M.headline(m, 1.0)
     assert "no variant is within 1 point(s)" in describe(m)[-1]
     assert "**Best: none.**" in "\n".join(sections.best_line(m))
+
+
+def test_a_baseline_at_chance_stops_evaluate_with_the_likely_causes():
+    """Issue: a user's model fed the wrong scaling scored 0.1004 on 10 classes and still got a headline."""
+    from train2infer import Train2InferError
+    from train2infer.evaluate.run import refuse_chance
+    from train2infer.evaluate.stats import above_chance
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, 2000)
+    y[:200] = 3  # class 3 is the most common: 0.1 + 0.09 of the images
+    guess = rng.integers(0, 10, 2000)
+    c = above_chance(y, guess)
+    assert not c["above"] and c["majority"] == np.bincount(y).max() / 2000
+    with pytest.raises(Train2InferError, match=r"scores 0\.\d{4} on 2000 test images, not significantly above"):
+        refuse_chance("m.keras", y, guess)
+    with pytest.raises(Train2InferError, match="most common class"):
+        refuse_chance("m.keras", y, np.full(2000, 3))  # always the most common class: exactly at chance
+    good = np.where(rng.random(2000) < 0.3, y, guess)  # right 30 % of the time beyond luck
+    assert above_chance(y, good)["above"]
+    refuse_chance("m.keras", y, good)  # no error

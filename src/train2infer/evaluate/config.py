@@ -29,6 +29,7 @@ class EvaluateConfig:
     quiet_tolerance: float = ranged(0, lo_open=True)
     bootstrap_block: int = ranged(1)
     session_cv: float = ranged(0, 1)
+    chance_check: bool  # stop when the baseline is not significantly above the most common class
     max_drop: float = ranged(0, 100)  # accuracy floor, points: "best" loses at most this, not significantly
 
     def check(self) -> None:

@@ -48,6 +48,8 @@ def run(cfg, data: str | Path, baseline: str | Path, export: str | Path, out: Pa
     x = to_float(x_test)
     before = machine.snapshot()
     predicted = predict_all(timed, x)
+    if cfg.chance_check:
+        refuse_chance(str(baseline), y_test, predicted[BASELINE.name])
     runs, peaks, samples = measure(timed, threads, x, cfg)
     state = machine.state(before, machine.snapshot(), cfg.busy_threshold)
     uncertainty = M.uncertainty(BASELINE.name, predicted, y_test, samples[threads[0]], cfg)
@@ -101,6 +103,24 @@ def select(baseline: Variant, exported: list[Variant], runtimes: list[str]) -> t
         if v.format == "tflite" and v.precision == "float" and not v.sparse:
             timed += [dataclasses.replace(v, format="openvino", precision=p) for p in ov]
     return timed, left_out
+
+
+def refuse_chance(path: str, y, predicted) -> None:
+    """Stop before any timing when the baseline is no better than the most common class.
+
+    Raises:
+        Train2InferError: One line with the accuracy, the class share and the likely causes.
+    """
+    from train2infer.evaluate.stats import above_chance
+
+    c = above_chance(y, predicted)
+    if not c["above"]:
+        raise Train2InferError(
+            f"the baseline {path} scores {c['accuracy']:.4f} on {len(y)} test images, not significantly above "
+            f"always answering the most common class ({c['majority']:.4f}): there is nothing to compare. "
+            "Likely causes: the model expects other input scaling (the pipeline feeds pixels in [0, 1]), its "
+            "classes are in another order than the data's class folders (sorted names), or it is untrained "
+            "(train.epochs=0 with fresh weights). evaluate.chance_check=false measures it anyway")
 
 
 def predict_all(variants: list[Variant], x: np.ndarray) -> dict[str, np.ndarray]:

@@ -40,6 +40,16 @@ def wilson(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def above_chance(y, predicted) -> dict:
+    """Whether ``predicted`` beats always answering the most common class of ``y``: the lower end
+    of the accuracy's Wilson 95 % interval lies above that class's share."""
+    y, predicted = np.asarray(y), np.asarray(predicted)
+    majority = float(np.bincount(y).max() / len(y)) if len(y) else 1.0
+    correct = int((y == predicted).sum())
+    low, _ = wilson(correct, len(y))
+    return {"accuracy": correct / max(len(y), 1), "majority": majority, "low": low, "above": low > majority}
+
+
 def mcnemar(base_correct, variant_correct) -> dict:
     """Exact two-sided McNemar test of two models on the same images.
 

@@ -87,8 +87,7 @@ def wrap(
     m_by_n: Sequence[int] = (2, 4),
     block_size: Sequence[int] = (1, 4),
     policy: str = "none",
-    include: Sequence[str] = (),
-    exclude: Sequence[str] = (),
+    include: Sequence[str] = (), exclude: Sequence[str] = (),
 ) -> keras.Model:
     """Wrap the selected prunable layers of ``model`` with TF-MOT's ``PruneLowMagnitude``
     (a layer TF-MOT cannot wrap stays as it is; :func:`not_pruned` lists it). The wrapped
@@ -109,17 +108,15 @@ def wrap(
         exclude: Layer-name patterns to leave dense.
 
     Raises:
-        ParamError: If the policy rejects the model, nothing is selected, or a pattern of
-            ``include`` / ``exclude`` matches no layer (a typo).
+        ParamError: If the policy rejects the model, nothing is selected, or a pattern matches no layer.
     """
     params = {"pruning_schedule": schedule}
     if pattern == "m_by_n":
         params["sparsity_m_by_n"] = tuple(int(v) for v in m_by_n)
     elif pattern == "block":
         params["block_size"] = tuple(int(v) for v in block_size)
-    chooser = policy_chooser(policy, model)
-    check_patterns("include", include, [layer.name for layer in model.layers])
-    check_patterns("exclude", exclude, [layer.name for layer in model.layers])
+    chooser, names = policy_chooser(policy, model), [layer.name for layer in model.layers]
+    check_patterns("include", include, names), check_patterns("exclude", exclude, names)  # typos are errors
 
     def choose(layer):
         if pattern == "block" and not isinstance(layer, keras.layers.Dense):
