@@ -5,7 +5,7 @@ would cost the last good outputs. Every stage with parameters depends on this st
 DVC runs it first and a bad value ends here, in one ``error:`` line (exit code 2), with every
 other stage's outputs untouched. The stamp's bytes never change: passing re-runs nothing else.
 
-Reads:   params.yaml (every section and the seed).
+Reads:   params.yaml (every section and the seed); checks prepare.path and model.path exist.
 Writes:  --out the stamp (the same bytes every time).
 Run:     dvc repro check
          python stages/check.py --out reports/check/passed

@@ -136,7 +136,9 @@ def test_exp_run_reruns_only_downstream_of_prune_and_shows_metrics(repo):
 @pytest.mark.slow
 @pytest.mark.slow
 @pytest.mark.parametrize("bad, culprit", [("train.epochs=-1", "train.epochs"), ("prepare.val_fraction=2", "prepare.val_fraction"),
-                                          ("evaluate.threads=[-1]", "evaluate.threads")])
+                                          ("evaluate.threads=[-1]", "evaluate.threads"),
+                                          ("prepare.path=data/nowhere", "prepare.path='data/nowhere' does not exist"),
+                                          ("model=file", "model.path='data/models/model.keras' does not exist")])
 def test_a_failed_exp_run_removes_no_output(repo, bad, culprit):
     """DVC removes a stage's outputs before its command runs: the check stage, first, stops a bad
     value before that; afterwards git shows only params.yaml changed (issue: models deleted)."""
