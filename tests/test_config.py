@@ -122,6 +122,7 @@ def test_a_key_deleted_from_yaml_is_an_error():
         ("prepare.train_path=../train prepare=folder", "prepare.train_path='../train' must name a folder inside"),
         ("prepare.val_fraction=null prepare=folder", "prepare.val_fraction=None must be a fraction unless"),
         ("+prepare.colour=red", "prepare.colour"),
+        ("+train.epoch=5", "did you mean train.epochs?"),
         ("train.epochs=many", "train.epochs"),
     ],
 )

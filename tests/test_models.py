@@ -80,6 +80,11 @@ def _saved(tmp_path, model, name="m.keras"):
 
 @pytest.mark.parametrize("case, message", [
     ("corrupt", "cannot load model"),
+    ("not_a_model", "not a Keras model file (neither a .keras zip archive nor HDF5; 19 bytes): truncated"),
+    ("h5_garbage", "not a Keras model file"),
+    ("folder", "a folder, but not a SavedModel (no saved_model.pb in it)"),
+    ("lambda", "it holds a Lambda layer (Python code, which Keras does not load from a file unless trusted): "
+               "replace the Lambda with a layer class, or re-save the model without it"),
     ("two_outputs", "has 1 inputs and 2 outputs; the pipeline takes one image input and one logits output"),
     ("classes", "outputs shape (7,) per image, the data has 10 classes"),
     ("nested", "layer 'inner' is a nested model; save a flat functional model"),
@@ -97,6 +102,14 @@ def test_a_users_model_that_does_not_fit_is_one_line(tmp_path, case, message):
     if case == "corrupt":
         path = tmp_path / "m.keras"
         path.write_bytes(b"PK\x03\x04 not a model")
+    elif case in ("not_a_model", "h5_garbage"):
+        path = tmp_path / ("m.keras" if case == "not_a_model" else "m.h5")
+        path.write_bytes(b"just some text here")  # the h5py "file signature not found"
+    elif case == "folder":
+        path = tmp_path / "exported"
+        (path / "variables").mkdir(parents=True)
+    elif case == "lambda":
+        path = _saved(tmp_path, keras.Model(x, L.Dense(10)(L.Lambda(lambda t: t * 2.0)(flat))))
     elif case == "two_outputs":
         path = _saved(tmp_path, keras.Model(x, [L.Dense(10)(flat), L.Dense(10)(flat)]))
     elif case == "classes":

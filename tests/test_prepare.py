@@ -380,3 +380,32 @@ def test_every_format_pillow_reads_is_an_image(tmp_path):
     assert names == ["a", "b", "c"] and list(np.bincount(labels)) == [4, 5, 4]
     assert report["ignored"] == [] and report["skipped"] == []
     assert sorted({int(v) for v in images[labels == 2][..., 0].ravel()}) == [120, 121, 122, 123]  # lossless WebP
+
+
+def _png_header_only(path, width: int, height: int) -> None:
+    """A PNG that declares width x height gray pixels and holds none (PIL reads the size first)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+
+
+def test_a_large_scan_is_an_image_and_only_a_huge_one_is_skipped(tmp_path):
+    """Issue: a 225-megapixel scan was skipped as a "decompression bomb" (PIL's bound: 89 M)."""
+    from PIL import Image
+
+    from train2infer.prepare.sources import MAX_PIXELS, _decode_or_reason
+
+    big = tmp_path / "scan.png"
+    Image.new("L", (10_000, 9_500), 200).save(big)  # 95 megapixels: above PIL's bound
+    out = _decode_or_reason((big, 8, 1))
+    assert isinstance(out, np.ndarray) and out.shape == (8, 8, 1) and int(out.mean()) == 200
+    huge = tmp_path / "huge.png"
+    _png_header_only(huge, 30_000, 30_000)  # 900 megapixels declared
+    assert 30_000 ** 2 > MAX_PIXELS
+    reason = _decode_or_reason((huge, 8, 1))
+    assert isinstance(reason, str) and "DecompressionBomb" in reason and f"{MAX_PIXELS}" in reason, reason

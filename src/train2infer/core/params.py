@@ -146,12 +146,20 @@ def build(schema: type, values, section: str):
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None) or getattr(exc, "key", None) or "?"
         msg = str(exc).strip().splitlines()[0]
-        raise ParamsFileError(f"params: {section}.{key}: {msg}") from None
+        raise ParamsFileError(f"params: {section}.{key}: {msg}{did_you_mean(section, key, schema)}") from None
     try:
         validate(obj)
     except ParamError as exc:
         raise exc.within(section) from None
     return obj
+
+
+def did_you_mean(section: str, key: str, schema: type) -> str:
+    """``"; did you mean train.epochs?"`` for a key close to one of the schema's fields, else ""."""
+    import difflib
+
+    close = difflib.get_close_matches(str(key), [f.name for f in dataclasses.fields(schema)], n=1, cutoff=0.6)
+    return f"; did you mean {section}.{close[0]}?" if close and close[0] != key else ""
 
 
 def defaulted(schema: type) -> list[str]:

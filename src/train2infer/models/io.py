@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -12,16 +13,32 @@ from train2infer.core.publish import stable_zip
 
 
 def load_model(path) -> keras.Model:
-    """Load a saved tf_keras model (``.keras``, ``.h5``, SavedModel folder), turning a missing
-    or corrupt file into one clear error."""
+    """Load a saved tf_keras model (``.keras``, ``.h5``, SavedModel folder), turning a missing,
+    corrupt or unloadable file into one clear error."""
     p = Path(path)
+    if p.is_dir() and not (p / "saved_model.pb").is_file():
+        raise Train2InferError(f"cannot load model {p}: a folder, but not a SavedModel (no saved_model.pb in it)")
     if not (p.is_file() or (p / "saved_model.pb").is_file()):
         raise Train2InferError(f"model not found: {p}")
+    if p.is_file() and not (zipfile.is_zipfile(p) or p.read_bytes()[:8] == HDF5_SIGNATURE):
+        raise Train2InferError(f"cannot load model {p}: not a Keras model file (neither a .keras zip archive nor "
+                               f"HDF5; {p.stat().st_size:,} bytes): truncated, or another format")
     try:
         return keras.models.load_model(p, compile=False)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise Train2InferError(f"cannot load model {p}: {first}") from None
+        raise Train2InferError(f"cannot load model {p}: {load_failure(exc)}") from None
+
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def load_failure(exc: Exception) -> str:
+    """Keras's reason, whole (its first line), or what to do about a Lambda layer."""
+    text = str(exc).strip()
+    if "Lambda" in text and ("safe_mode" in text or "unsafe" in text.lower()):
+        return ("it holds a Lambda layer (Python code, which Keras does not load from a file unless trusted): "
+                "replace the Lambda with a layer class, or re-save the model without it")
+    return (text.splitlines() or [type(exc).__name__])[0]
 
 
 def clone(model: keras.Model) -> keras.Model:

@@ -207,10 +207,14 @@ def _to_mode(img, channels: int):
     return img.convert("L" if channels == 1 else "RGB")
 
 
+MAX_PIXELS = 500_000_000  # larger files are skipped as possible decompression bombs (PIL's own bound is 89 M)
+
+
 def _decode_or_reason(args) -> np.ndarray | str:
     path, image_size, channels = args
     from PIL import Image
 
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # a 225-megapixel scan is an image, not an attack
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
