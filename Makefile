@@ -1,6 +1,7 @@
 # make repro : create .venv, install, run the pipeline (dvc repro)
 # make test  : create .venv, install, run the test suite in two processes (< 15 min on 2 cores)
 # make test-fast: the unit tests only (not the slow end-to-end ones; < 2 min)
+# make lint : ruff (pyflakes, isort, pycodestyle at 120 columns; pyproject.toml); make test runs it first
 # make test-archs: every standard architecture through the whole pipeline (~15 min; CI runs it too)
 # make params: regenerate params.yaml from conf/ (what DVC's Hydra composition writes)
 PYTHON ?= python3.11
@@ -12,7 +13,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 # Stage commands in dvc.yaml call `python`: it must be the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: repro test test-fast test-archs params clean
+.PHONY: repro test test-fast test-archs lint params clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,13 +24,16 @@ $(STAMP): pyproject.toml
 repro: $(STAMP)
 	$(BIN)/dvc repro
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: lint
 	$(BIN)/python -m pytest -n 2 -m "not archs"
 
 test-archs: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -m archs
 
-test-fast: $(STAMP)
+test-fast: lint
 	$(BIN)/python -m pytest -m "not slow and not archs"
 
 params: $(STAMP)

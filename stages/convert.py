@@ -17,9 +17,9 @@ Code:    train2infer.convert
 
 import train2infer  # noqa: F401  (first: fixes the Keras flavour before TensorFlow loads)
 from train2infer import config
+from train2infer.convert.run import describe, run
 from train2infer.core import cli
 from train2infer.core.publish import publish
-from train2infer.convert.run import describe, run
 
 
 def main(argv: list[str] | None = None) -> None:

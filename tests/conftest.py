@@ -11,6 +11,8 @@ import sys
 
 import train2infer  # noqa: F401  (first, before anything imports TensorFlow)
 
+# isort: split
+
 import pytest
 
 from helpers import ROOT, TINY, params

@@ -38,8 +38,7 @@ TINY = [
 
 def compose(overrides=()):
     """Compose conf/ exactly as DVC's Hydra integration does, plus overrides."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from hydra import compose as hydra_compose, initialize_config_dir
     from omegaconf import OmegaConf
 
     with initialize_config_dir(str(ROOT / "conf"), version_base=None):
@@ -97,7 +96,8 @@ def tool_env() -> dict:
 def _tool(cmd: list[str], cwd: Path, check: bool = True):
     proc = subprocess.run(cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=900)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                             f"{proc.stderr[-3000:]}")
     return proc
 
 

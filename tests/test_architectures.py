@@ -27,7 +27,8 @@ pytestmark = pytest.mark.slow
 SMALL = [
     "prepare=shapes", "prepare.image_size=32", "prepare.count=72", "prepare.classes=[circle,square,triangle]",
     "evaluate.chance_check=false",  # one epoch on 72 images: the pipeline's mechanics, not accuracy
-    "prepare.workers=1", "train.epochs=1", "train.patience=0", "train.batch_size=16", "shrink.epochs=1", "prune.epochs=1",
+    "prepare.workers=1", "train.epochs=1", "train.patience=0", "train.batch_size=16", "shrink.epochs=1",
+    "prune.epochs=1",
     "prune.frequency=1", "prune.batch_size=16", "convert.quantization=[int8]", "convert.representative_images=8",
     "convert.check_images=8", "evaluate.runtimes=[litert]", "evaluate.threads=[1]", "evaluate.batch_sizes=[1]",
     "evaluate.warmup_runs=2", "evaluate.min_runs=200", "evaluate.min_seconds=0", "evaluate.runs_per_round=100",

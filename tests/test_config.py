@@ -154,7 +154,8 @@ def test_bad_parameter_is_named(override, message):
          "params: model.weights='nowhere.h5' is not a file"),
         (["train.epochs=0"], "params: train.epochs=0 would pass on untrained weights: model=cnn"),
         (["model=file", "model.path=nowhere/mine.keras"], "params: model.path='nowhere/mine.keras' does not exist"),
-        (["prepare.image_size=16", "train.translate=16"], "params: train.translate=16 shifts by more than the image (prepare.image_size=16)"),
+        (["prepare.image_size=16", "train.translate=16"],
+         "params: train.translate=16 shifts by more than the image (prepare.image_size=16)"),
     ],
 )
 def test_combinations_the_model_cannot_take_are_named(overrides, message, monkeypatch):

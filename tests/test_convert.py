@@ -164,7 +164,8 @@ def test_sparse_format_and_graph_optimization(tmp_path):
             layer.set_weights([k])
         if type(layer).__name__ == "BatchNormalization":  # a non-zero folded bias, as after training
             n = layer.get_weights()[0].shape[0]
-            layer.set_weights([rng.uniform(0.5, 2, n), rng.normal(0, 0.5, n), rng.normal(0, 0.5, n), rng.uniform(0.2, 3, n)])
+            layer.set_weights([rng.uniform(0.5, 2, n), rng.normal(0, 0.5, n), rng.normal(0, 0.5, n),
+                               rng.uniform(0.2, 3, n)])
     x = rng.random((6, 16, 16, 3), dtype=np.float32)
     dense, sparse = tflite.to_tflite(model, "float"), tflite.to_tflite(model, "float", sparse=True)
     ops = {op["op_name"] for op in litert.interpreter(sparse, delegates=False)._get_ops_details()}
@@ -190,7 +191,8 @@ def test_int8_input_is_quantized_by_the_one_runner(trained, digits):
     raw = litert.runner(interp, x)()
     detail = interp.get_input_details()[0]
     assert interp.get_tensor(detail["index"]).dtype == np.int8
-    np.testing.assert_allclose(litert.from_output(raw[0], interp.get_output_details()[0]), litert.predict(content, x)[0])
+    out = litert.from_output(raw[0], interp.get_output_details()[0])
+    np.testing.assert_allclose(out, litert.predict(content, x)[0])
 
 
 @pytest.mark.slow
@@ -207,8 +209,9 @@ def test_convert_run_exports_every_listed_precision_and_a_manifest(tmp_path, tin
     assert summary["skipped"] == {"shrunk": "identical to trained (the shrink stage passed it on unchanged)"}
     variants, facts = read_manifest(tmp_path / "export")
     names = [v.name for v in variants]
-    assert names == ["trained_tflite_float", "trained_tflite_dynamic", "trained_tflite_int8", "trained_saved_model_float",
-                     "pruned_tflite_float", "pruned_tflite_dynamic", "pruned_tflite_int8", "pruned_saved_model_float"]
+    assert names == ["trained_tflite_float", "trained_tflite_dynamic", "trained_tflite_int8",
+                     "trained_saved_model_float", "pruned_tflite_float", "pruned_tflite_dynamic", "pruned_tflite_int8",
+                     "pruned_saved_model_float"]
     assert set(facts) == {"trained", "pruned"} and facts["trained"]["macs"] > 0
     for v in variants:
         assert (tmp_path / "export" / v.path.split("export/")[-1]).exists(), v

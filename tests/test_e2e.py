@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import re
 
-import yaml
-
 import pytest
+import yaml
+from test_report import check_report
 
 from helpers import ROOT, TINY, dvc, git, make_project, run_project
-from test_report import check_report
 from train2infer.core import quiet
 from train2infer.evaluate.metrics import METRIC_KEYS
 
@@ -134,11 +133,11 @@ def test_exp_run_reruns_only_downstream_of_prune_and_shows_metrics(repo):
 
 
 @pytest.mark.slow
-@pytest.mark.slow
-@pytest.mark.parametrize("bad, culprit", [("train.epochs=-1", "train.epochs"), ("prepare.val_fraction=2", "prepare.val_fraction"),
-                                          ("evaluate.threads=[-1]", "evaluate.threads"),
-                                          ("prepare.path=data/nowhere", "prepare.path='data/nowhere' does not exist"),
-                                          ("model=file", "model.path='data/models/model.keras' does not exist")])
+@pytest.mark.parametrize("bad, culprit", [
+    ("train.epochs=-1", "train.epochs"), ("prepare.val_fraction=2", "prepare.val_fraction"),
+    ("evaluate.threads=[-1]", "evaluate.threads"),
+    ("prepare.path=data/nowhere", "prepare.path='data/nowhere' does not exist"),
+    ("model=file", "model.path='data/models/model.keras' does not exist")])
 def test_a_failed_exp_run_removes_no_output(repo, bad, culprit):
     """DVC removes a stage's outputs before its command runs: the check stage, first, stops a bad
     value before that; afterwards git shows only params.yaml changed (issue: models deleted)."""
@@ -160,6 +159,7 @@ def test_a_failed_exp_run_removes_no_output(repo, bad, culprit):
     assert _ran(dvc("repro", cwd=dst).stdout) == []
 
 
+@pytest.mark.slow
 def test_a_dvc_added_image_folder_is_a_dependency_of_prepare(tmp_path):
     """`dvc add` a folder of images, point data.path at it; adding images re-runs prepare."""
     from test_prepare import tree

@@ -228,8 +228,8 @@ def test_evaluate_run_measures_what_the_manifest_lists(tmp_path, tiny, prepared,
 
     export = tmp_path / "export"
     export.mkdir()
-    listed = [Variant("trained", "tflite", "float", path="a.tflite"), Variant("trained", "tflite", "dynamic", path="b.tflite"),
-              Variant("trained", "saved_model", path="sm")]
+    listed = [Variant("trained", "tflite", "float", path="a.tflite"),
+              Variant("trained", "tflite", "dynamic", path="b.tflite"), Variant("trained", "saved_model", path="sm")]
     (export / "a.tflite").write_bytes(tflite.to_tflite(trained, "float"))
     (export / "b.tflite").write_bytes(tflite.to_tflite(trained, "dynamic"))
     # an untrained model as the SavedModel: a copied accuracy would show

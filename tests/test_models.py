@@ -43,7 +43,8 @@ def test_folding_a_mobilenet_with_real_statistics():
     for layer in model.layers:  # non-trivial inference statistics in every BatchNorm
         if type(layer).__name__ == "BatchNormalization":
             n = layer.get_weights()[0].shape[0]
-            layer.set_weights([rng.uniform(0.5, 2, n), rng.normal(0, 0.5, n), rng.normal(0, 0.5, n), rng.uniform(0.2, 3, n)])
+            layer.set_weights([rng.uniform(0.5, 2, n), rng.normal(0, 0.5, n), rng.normal(0, 0.5, n),
+                               rng.uniform(0.2, 3, n)])
     x = rng.random((8, 16, 16, 3), dtype=np.float32)
     folded = graph.fold_batchnorm(model)
     assert len(folded.layers) < len(model.layers) - 10

@@ -18,7 +18,7 @@ from train2infer.core.params import ParamError, ParamsFileError
 from train2infer.prepare import shapes, sources, split
 from train2infer.prepare.config import SHAPE_CLASSES
 from train2infer.prepare.run import run
-from train2infer.prepared import DataError, SPLITS, load_meta, load_prepared
+from train2infer.prepared import SPLITS, DataError, load_meta, load_prepared
 
 
 def png_bytes(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:

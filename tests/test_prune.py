@@ -41,7 +41,8 @@ def _prune(model, x, y, target, frequency=4, epochs=3, batch=16, kind="polynomia
     return wrapped
 
 
-@pytest.mark.parametrize("target, kind", [(0.5, "polynomial_decay"), (0.85, "polynomial_decay"), (0.7, "constant_sparsity")])
+@pytest.mark.parametrize("target, kind", [(0.5, "polynomial_decay"), (0.85, "polynomial_decay"),
+                                          (0.7, "constant_sparsity")])
 def test_pruning_reaches_target_on_random_data(target, kind):
     x = random_images(160, 12)
     y = np.random.default_rng(0).integers(0, 4, 160)
@@ -152,7 +153,8 @@ def test_layers_left_dense_are_listed_with_the_reason():
         "s1b0_dw": "TF-MOT prunes no weights of DepthwiseConv2D",
         "logits": "left out by prune.include / prune.exclude"}
     wrapped = tfmot.wrap(io.clone(mobile), schedule, policy="xnnpack")
-    assert tfmot.not_pruned(mobile, wrapped)["stem_conv"] == "not chosen by the pattern or policy, or TF-MOT cannot wrap it"
+    why = tfmot.not_pruned(mobile, wrapped)["stem_conv"]
+    assert why == "not chosen by the pattern or policy, or TF-MOT cannot wrap it"
 
 
 @pytest.mark.slow

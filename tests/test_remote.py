@@ -37,7 +37,8 @@ def test_push_pull_repro_runs_nothing_and_experiments_travel(tmp_path):
     out = dvc("repro", cwd=b).stdout
     assert _ran(out) == [], out  # every output came from the remote: nothing is re-run
     assert "Data and pipelines are up to date" in dvc("status", cwd=b).stdout
-    assert (b / "models" / "export" / "manifest.json").read_bytes() == (a / "models" / "export" / "manifest.json").read_bytes()
+    manifest = "models/export/manifest.json"
+    assert (b / manifest).read_bytes() == (a / manifest).read_bytes()
 
     overrides = [x for o in TINY + ["prune.final_sparsity=0.5"] for x in ("-S", o)]
     dvc("exp", "run", "-n", "sparse50", *overrides, cwd=a)

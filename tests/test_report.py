@@ -63,7 +63,8 @@ def check_report(reports, metrics: dict) -> None:
         assert lat == metrics["variants"][name]["latency_p50_ms"]
         assert acc == metrics["variants"][name]["accuracy"]
     assert plotted["roofline"]["achieved"] == {n: v["gflops_achieved"] for n, v in metrics["variants"].items()}
-    assert plotted["sizes"]["gzip_kib"] == pytest.approx({n: v["gzip_bytes"] / 1024 for n, v in metrics["variants"].items()})
+    gzip_kib = {n: v["gzip_bytes"] / 1024 for n, v in metrics["variants"].items()}
+    assert plotted["sizes"]["gzip_kib"] == pytest.approx(gzip_kib)
     bench = json.loads((reports / "evaluate" / "benchmark.json").read_text())
     for name, classes in bench["per_class"].items():  # per-class rows carry the class names
         total = sum(c["n"] * c["accuracy"] for c in classes.values())
@@ -137,14 +138,16 @@ def test_intervals_and_the_busy_machine_warning_are_printed():
     assert sections.accuracy_interval(row) == "0.9926 [0.9733, 0.9980]"
     assert sections.versus_baseline(row) == "+1.86 pts [+0.37, +3.35], p=0.0625"
     base = dict(row, accuracy_vs_baseline=0.0, mcnemar_p=1.0, mcnemar_only_variant=0)
-    text = "\n".join(sections.uncertainty({"baseline": "b", "variants": {"b": base, "v": row}, "machine": {"quiet_rounds": 0.8},
-                                           "headline": {"max_accuracy_drop": -0.0186, "max_accuracy_drop_upper": -0.0037}},
-                                          {"quiet_tolerance": 0.1, "bootstrap_block": 5, "session_cv": 0.02}))
+    metrics = {"baseline": "b", "variants": {"b": base, "v": row}, "machine": {"quiet_rounds": 0.8},
+               "headline": {"max_accuracy_drop": -0.0186, "max_accuracy_drop_upper": -0.0037}}
+    text = "\n".join(sections.uncertainty(metrics, {"quiet_tolerance": 0.1, "bootstrap_block": 5, "session_cv": 0.02}))
     assert "quiet (80% of the rounds, the baseline within 10% of its fastest)" in text and "spread of 2%" in text
-    assert "| v | 0.9926 [0.9733, 0.9980] | +1.86 pts [+0.37, +3.35] | 0 | 5 | 0.0625 | no significant difference |" in text
+    assert ("| v | 0.9926 [0.9733, 0.9980] | +1.86 pts [+0.37, +3.35] | 0 | 5 | 0.0625 | no significant difference |"
+            in text)
     state = {"loadavg_before": [1.5, 0.5, 0.2], "loadavg_after": [2.0, 1.0, 0.4], "governor": None, "wall_s": 60.0,
              "own_fraction": 0.45, "others_fraction": 0.3, "busy_threshold": 0.1, "busy": True}
     busy = " ".join(sections.machine_state(state))
-    assert busy.startswith("**Busy machine:** other processes used 30.0% of all CPUs' time") and "1.50/0.50/0.20" in busy
+    assert busy.startswith("**Busy machine:** other processes used 30.0% of all CPUs' time")
+    assert "1.50/0.50/0.20" in busy
     calm = " ".join(sections.machine_state(dict(state, others_fraction=0.01, busy=False)))
     assert calm.startswith("Machine state: quiet") and "Busy" not in calm

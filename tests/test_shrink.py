@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
-
-import json
 
 from train2infer.models import graph, groups, io, work
 from train2infer.prepared import to_float

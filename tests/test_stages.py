@@ -20,8 +20,8 @@ def workdir(tmp_path_factory, prepared, trained_file):
 
 
 def test_train_on_missing_prepared_data(workdir):
-    proc = run_stage("train", ["--data", "nowhere", "--model", "out/m.keras", "--reports", "out/r", "--backup", "out/b"],
-                     workdir)
+    args = ["--data", "nowhere", "--model", "out/m.keras", "--reports", "out/r", "--backup", "out/b"]
+    proc = run_stage("train", args, workdir)
     assert_clean_failure(proc, workdir, "nowhere")
 
 

@@ -8,8 +8,8 @@ import sys
 import time
 
 import pytest
-
 import sweep
+
 from helpers import ROOT, TINY, dvc, run_project, tool_env
 from train2infer import Train2InferError
 
@@ -102,7 +102,7 @@ def test_queued_two_point_sweep_runs_and_is_summarised(tmp_path):
     assert f"bench: {names[0]}" in benched.stdout and "-> reports/sweep/bench.json" in benched.stdout
     bench = json.loads((proj / "reports" / "sweep" / "bench.json").read_text())
     assert set(bench["experiments"]) == set(names)
-    assert bench["method"]["variants"] == 2 * 17  # every variant of each (scratch_* too), and its baseline, in one session
+    assert bench["method"]["variants"] == 2 * 17  # every variant of each (scratch_* too) and its baseline, one session
     for e in bench["experiments"].values():
         base = e["variants"]["trained_keras_float"]
         assert base["speedup_p50"] == base["speedup_p50_ci_low"] == base["speedup_p50_ci_high"] == 1.0

@@ -79,7 +79,6 @@ def test_live_logger_writes_one_row_per_epoch(tmp_path, digits):
 @pytest.mark.slow
 def test_xla_jit_compiled_training_learns_like_the_default(digits, tiny):
     import tf_keras as keras
-
     from tensorflow.python.framework import config as tf_config
 
     splits, names = digits
@@ -171,7 +170,8 @@ def test_early_stopping_restores_the_epoch_with_the_lowest_validation_loss(tmp_p
     assert result["epochs_run"] == len(losses) < 30
     assert result["best_epoch"] == int(np.argmin(losses)) and result["best_epoch"] < len(losses) - 1
     x, y = load_prepared(prepared, "val")
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, load_model(tmp_path / "m.keras")(to_float(x)))
+    logits = load_model(tmp_path / "m.keras")(to_float(x))
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, logits)
     assert float(loss) == pytest.approx(min(losses), rel=1e-3)
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["best_epoch"] == result["best_epoch"]
 

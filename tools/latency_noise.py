@@ -15,7 +15,6 @@ window) and ``table.md`` (the summary table) to ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -97,10 +96,11 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "summary.json", summary)
     lines = [f"| {n} | {len(v['windows'])} | {v['cv_all_rounds']:.1%} | {v['cv_quiet']:.1%} | "
-             f"{v['next_window_outside_interval']} of {len(v['windows']) - 1} |" for n, v in summary["variants"].items()]
-    (out / "table.md").write_text("| variant | windows | CV of p50 speedup, all rounds | CV, quiet rounds | next window's "
-                                  "estimate outside this window's bootstrap interval |\n|---|---:|---:|---:|---:|\n"
-                                  + "\n".join(lines) + "\n")
+             f"{v['next_window_outside_interval']} of {len(v['windows']) - 1} |"
+             for n, v in summary["variants"].items()]
+    head = ("| variant | windows | CV of p50 speedup, all rounds | CV, quiet rounds | next window's "
+            "estimate outside this window's bootstrap interval |\n|---|---:|---:|---:|---:|\n")
+    (out / "table.md").write_text(head + "\n".join(lines) + "\n")
     print(f"latency_noise: {n_rounds} rounds in {wall:.0f} s, windows of {per_window} rounds -> {out}/summary.json")
     print("\n".join(lines))
 

@@ -1,7 +1,8 @@
 """Write a ResNet-18-style tf_keras model (random weights) to a .keras file, as a user would bring one.
 
-A stride-2 stem and max pooling, then basic residual blocks (two 3x3 convs + BatchNorm + ReLU, an identity or 1x1-projection shortcut,
-``Add`` then ReLU), four stages of two blocks, global average pooling and a linear classifier:
+A stride-2 stem and max pooling, then basic residual blocks (two 3x3 convs + BatchNorm + ReLU, an
+identity or 1x1-projection shortcut, ``Add`` then ReLU), four stages of two blocks, global average
+pooling and a linear classifier:
 the graph shape that channel pruning must follow through its adds. Used by the recorded
 experiment ``reports/experiments/resnet-shapes96/`` through ``model=file``.
 
@@ -32,7 +33,8 @@ def block(x, filters: int, stride: int, name: str):
 
 
 def build(size: int, channels: int, classes: int, widths: list[int], seed: int = 0):
-    """The model: a 3x3 stride-2 stem and 3x3 stride-2 max pooling, ``len(widths)`` stages of two blocks (stride 2 from the second)."""
+    """The model: a 3x3 stride-2 stem and 3x3 stride-2 max pooling, ``len(widths)`` stages of two
+    blocks (stride 2 from the second)."""
     import tf_keras as keras
 
     keras.utils.set_random_seed(seed)

@@ -170,6 +170,7 @@ def bench(names: list[str], cfg, data: str = "data/prepared") -> dict:
         experiment's own baseline, intervals bootstrapped over the shared rounds.
     """
     import dataclasses
+
     import numpy as np
 
     from train2infer.core.variants import BASELINE, read_manifest
@@ -296,7 +297,8 @@ def markdown(summary: dict, figures: str) -> str:
         "|---" * (len(keys) + 9) + "|",
     ]
     for r in sorted(rows, key=lambda r: r["latency_p50_ms"]):
-        cells = " | ".join("—" if r["params"][k] is None else str(r["params"][k]) for k in keys)  # — : not a parameter at that commit
+        # —: not a parameter at that commit
+        cells = " | ".join("—" if r["params"][k] is None else str(r["params"][k]) for k in keys)
         speed = f"{r['speedup_p50']:.2f}×" + (f" [{r['speedup_p50_ci_low']:.2f}, {r['speedup_p50_ci_high']:.2f}]"
                                               if "speedup_p50_ci_low" in r else "")
         out.append(f"| {r['name']} | {r['rev']} | {cells}{' | ' if keys else ''}{r['variant']}"
@@ -334,10 +336,10 @@ def latency_source(summary: dict) -> str:
     return (f"Latency and speedup of {len(together)} experiment(s) (`timed: together`) from `python tools/sweep.py "
             f"bench`: one interleaved session, {b['method']['variants']} models each in its own process, "
             f"{b['method']['rounds']} rotating rounds of {b['method']['runs_per_round']} calls, "
-            f"{b['method']['threads']} thread(s){busy}; speedups over each experiment's own baseline, over the rounds in "
-            "which the machine was quiet, with evaluate's 95 % interval (moving-block bootstrap over rounds, widened by "
-            "`evaluate.session_cv`; `bench.json`). Rows marked `alone` were timed by their own evaluate and are not "
-            "comparable with the others.")
+            f"{b['method']['threads']} thread(s){busy}; speedups over each experiment's own baseline, over the "
+            "rounds in which the machine was quiet, with evaluate's 95 % interval (moving-block bootstrap over "
+            "rounds, widened by `evaluate.session_cv`; `bench.json`). Rows marked `alone` were timed by their own "
+            "evaluate and are not comparable with the others.")
 
 
 def report(out: str, variant: str, benched: dict | None = None) -> dict:

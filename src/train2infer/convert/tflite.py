@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import warnings
 
-
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras

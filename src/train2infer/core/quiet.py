@@ -10,7 +10,8 @@ CUDA lines are dropped only where no NVIDIA device exists: on a GPU machine they
 
 A separate process (not a thread) drains the pipe: whatever this process printed reaches the
 terminal even if it aborts. It ignores SIGINT and SIGTERM (a Ctrl-C signals the whole process
-group): it ends when the stage's end closes the pipe, after the stage's own last line. Set ``T2I_TF_LOGS=all`` to see everything.
+group): it ends when the stage's end closes the pipe, after the stage's own last line.
+Set ``T2I_TF_LOGS=all`` to see everything.
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ import warnings
 
 import numpy as np
 
-
 PEAK_SHAPES = ((32, 128, 128, 1), (16, 64, 64, 3))  # (height=width, in, out, kernel)
 
 
@@ -26,8 +25,8 @@ def matmul_peak(kind: str, num_threads: int, seconds: float = 1.5) -> dict:
     import tensorflow as tf
     import tf_keras as keras
 
-    from train2infer.litert import interpreter
     from train2infer.evaluate.timing import interleaved_latency
+    from train2infer.litert import interpreter
 
     if kind not in ("float32", "int8"):
         raise ValueError(f"unknown kind {kind!r}")
@@ -52,7 +51,8 @@ def matmul_peak(kind: str, num_threads: int, seconds: float = 1.5) -> dict:
                 content = converter.convert()
             interp = interpreter(content, num_threads=num_threads)
             detail = interp.get_input_details()[0]
-            x = rng.integers(-100, 100, (1, hw, hw, c_in)) if mode == "full_int8" else rng.standard_normal((1, hw, hw, c_in))
+            shape = (1, hw, hw, c_in)
+            x = rng.integers(-100, 100, shape) if mode == "full_int8" else rng.standard_normal(shape)
             x = x.astype(detail["dtype"])
 
             def call(interp=interp, index=detail["index"], x=x):

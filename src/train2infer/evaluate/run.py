@@ -174,7 +174,8 @@ def assemble(variants, sources, predicted, y, runs, peaks, threads, uncertainty,
             M.size_bytes(v.path), M.gzip_bytes(v.path), sparsity, lat_all_cores=wide["latency"],
             throughput={int(b): ips for b, ips in wide["throughput"].items()},
             saturation_batch=wide["saturation_batch"], work=sources[v.source],
-            peak_gflops=None if v.precision == "bf16" else peaks[threads[0]]["int8" if v.integer else "float32"]["gflops"],
+            peak_gflops=(None if v.precision == "bf16"
+                         else peaks[threads[0]]["int8" if v.integer else "float32"]["gflops"]),
             peak_rss_bytes=primary["variants"][v.name]["memory"]["peak_rss_bytes"]) | uncertainty["variants"][v.name]
     metrics = M.build_metrics(BASELINE.name, rows, {v.name: v.float_twin for v in variants})
     metrics["headline"] = M.headline(metrics, max_drop)

@@ -108,7 +108,8 @@ def rotating_rounds(
     return samples, rounds
 
 
-def throughput(call: Callable[[], object], batch: int, warmup_runs: int, min_seconds: float, min_runs: int = 5) -> float:
+def throughput(call: Callable[[], object], batch: int, warmup_runs: int, min_seconds: float,
+               min_runs: int = 5) -> float:
     """Offline throughput in images/s of a batched inference ``call`` of ``batch`` images."""
     for _ in range(warmup_runs):
         call()

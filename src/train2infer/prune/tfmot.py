@@ -9,6 +9,7 @@ import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
 from train2infer.core.params import ParamError, check_patterns
+
 # Layers whose kernel TF-MOT prunes (SeparableConv2D: the pointwise kernel; Conv2DTranspose is a Conv2D);
 # its registry lists DepthwiseConv2D with no prunable weights.
 PRUNABLE_KERNELS = (keras.layers.Conv2D, keras.layers.SeparableConv2D, keras.layers.Dense)

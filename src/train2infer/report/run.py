@@ -44,7 +44,8 @@ def run(root: str | Path, out: Path) -> dict:
     plotted = {
         "pareto": plots.pareto(r["metrics"], out / "pareto.png"),
         "sizes": plots.sizes(r["metrics"], out / "sizes.png"),
-        "sparsity": plots.layer_sparsity(r["sparsity"]["pruned"], r["prune"].get("target_sparsity"), out / "sparsity.png"),
+        "sparsity": plots.layer_sparsity(r["sparsity"]["pruned"], r["prune"].get("target_sparsity"),
+                                         out / "sparsity.png"),
         "throughput": plots.throughput(curves_tp, out / "throughput.png"),
         "roofline": plots.roofline(r["metrics"], out / "roofline.png"),
         "training": plots.curves(

@@ -241,7 +241,8 @@ def runtimes(metrics: dict, bench: dict) -> list[str]:
            "Each model (source) on every runtime it was given to, in the same interleaved session, fastest first. "
            "Precision `float` is float32 everywhere (OpenVINO's precision hint is set explicitly: its default on a "
            "BF16-capable CPU is bf16).", "",
-           "| model | variant | runtime | precision | p50 ms | speedup p50 | accuracy |", "|---|---|---|---|---:|---:|---:|"]
+           "| model | variant | runtime | precision | p50 ms | speedup p50 | accuracy |",
+           "|---|---|---|---|---:|---:|---:|"]
     verdicts = []
     for source in dict.fromkeys(d["source"] for d in info.values()):
         names = sorted((n for n, d in info.items() if d["source"] == source), key=lambda n: v[n]["latency_p50_ms"])
@@ -249,8 +250,8 @@ def runtimes(metrics: dict, bench: dict) -> list[str]:
                 f"{v[n]['latency_p50_ms']:.3f} | {with_interval(v[n], 'speedup_p50')} | {v[n]['accuracy']:.4f} |"
                 for n in names]
         floats = [n for n in names if info[n]["precision"] == "float" and not info[n]["sparse"]]
-        verdicts.append(f"`{source}`: fastest `{names[0]}` ({RUNTIME_NAMES[info[names[0]]['runtime']]})"
-                        + (f"; at float32 `{floats[0]}` ({RUNTIME_NAMES[info[floats[0]]['runtime']]})" if floats else ""))
+        at_float = f"; at float32 `{floats[0]}` ({RUNTIME_NAMES[info[floats[0]]['runtime']]})" if floats else ""
+        verdicts.append(f"`{source}`: fastest `{names[0]}` ({RUNTIME_NAMES[info[names[0]]['runtime']]}){at_float}")
     out += ["", "Fastest runtime per model: " + "; ".join(verdicts) + "."]
     out += [f"Left out: {what}: {why}." for what, why in bench.get("left_out", {}).items()]
     return out + [""]
@@ -280,7 +281,8 @@ def memory(mem_by_variant: dict) -> list[str]:
            "activation tensors KiB |", "|---|---|---|---|---|---|"]
     for n, mem in mem_by_variant.items():
         out.append(f"| {n} | {mem['peak_rss_bytes'] / 2**20:.0f} | {mem['runtime_rss_bytes'] / 2**20:.0f} | "
-                   f"{kib(mem, 'load_rss_bytes')} | {kib(mem, 'allocate_rss_bytes')} | {kib(mem, 'activation_bytes')} |")
+                   f"{kib(mem, 'load_rss_bytes')} | {kib(mem, 'allocate_rss_bytes')} | "
+                   f"{kib(mem, 'activation_bytes')} |")
     return out + [
         "",
         "Runtime alone: the process after importing its runtime, before loading the model. Interpreter load and "
@@ -369,15 +371,16 @@ def xnnpack_markdown(metrics: dict, convert: dict, bench: dict) -> list[str]:
     ratio = dense["latency_p50_ms"] / sparse["latency_p50_ms"]
     flags = bench.get("machine", {}).get("cpu_flags", [])
     lines = ["", "## XNNPACK sparse inference", "",
-             f"`pruned_tflite_float_sparse` (weights in TFLite's sparse format, {sparse['sparsity']:.0%} zeros over all "
-             "kernels) "
+             f"`pruned_tflite_float_sparse` (weights in TFLite's sparse format, {sparse['sparsity']:.0%} zeros "
+             "over all kernels) "
              f"p50 {sparse['latency_p50_ms']:.3f} ms vs `pruned_tflite_float` (the same weights stored dense) "
              f"{dense['latency_p50_ms']:.3f} ms: **{ratio:.2f}x**.", ""]
     taken = info.get("sparse_weights_taken")
     left = info.get("not_delegated") or {}
     lines.append(f"Read from the delegate: {info.get('delegate_nodes', '?')} XNNPACK node(s); ops left to TFLite: "
                  f"{', '.join(f'{k} x{c}' for k, c in left.items()) or 'none'}; sparse weights (`DENSIFY` inputs) "
-                 f"{'entered the XNNPACK node, so it was asked for sparse inference' if taken else 'were not taken by XNNPACK'}.")
+                 + ("entered the XNNPACK node, so it was asked for sparse inference." if taken
+                    else "were not taken by XNNPACK."))
     if ratio < 1.05:
         if taken and "avx" in flags:
             lines.append("Why no speed-up: XNNPACK rewrites a subgraph for sparse (NCHW) inference only where "

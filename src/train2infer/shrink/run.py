@@ -135,7 +135,8 @@ def compare(trained, shrunk, val_xy, acc_cut: float, rows: list[dict]) -> dict:
             "val_accuracy_trained": fit.accuracy(trained, *val_xy), "val_accuracy_cut": acc_cut,
             "val_accuracy_fine_tuned": fit.accuracy(shrunk, *val_xy),
             "dead_channels": sum(r["dead"] for r in rows), "groups": len(rows),
-            "groups_pruned": sum(r["kept"] < r["width"] for r in rows), "groups_pinned": sum(bool(r["pinned"]) for r in rows)}
+            "groups_pruned": sum(r["kept"] < r["width"] for r in rows),
+            "groups_pinned": sum(bool(r["pinned"]) for r in rows)}
 
 
 def untuned(live, val_accuracy: float) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from train2infer.core.params import as_dict
 from train2infer.core import resume
+from train2infer.core.params import as_dict
 from train2infer.core.publish import write_json
 from train2infer.prepared import load_meta, load_prepared
 
