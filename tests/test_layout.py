@@ -149,3 +149,16 @@ def test_functions_are_short_and_stage_scripts_thin():
         doc = ast.get_docstring(ast.parse(text))
         assert all(word in doc for word in ("Reads:", "Writes:", "Run:")), script
         assert f"from train2infer.{stage}.run import" in text, script
+
+
+def test_every_model_is_a_dvc_artifact_of_a_declared_output():
+    """dvc.yaml's artifacts: each path a stage output; every model a stage writes is one."""
+    outs = {next(iter(o)) if isinstance(o, dict) else o for s in DVC["stages"].values() for o in s.get("outs", [])}
+    arts = DVC["artifacts"]
+    assert {a["path"] for a in arts.values()} <= outs
+    assert {o for o in outs if o.startswith("models/")} <= {a["path"] for a in arts.values()}
+    for name, a in arts.items():
+        assert a["type"] in ("model", "dataset") and a["desc"], name
+        if a["path"].endswith(".keras"):
+            source = a["path"].split("/")[-1].removesuffix(".keras")
+            assert a["labels"] == [f"source-{source}", "format-keras", "precision-float32"], name
