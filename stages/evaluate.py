@@ -1,7 +1,8 @@
 """evaluate: accuracy, latency, throughput, work, memory, size and sparsity of every variant.
 
 Variants: the baseline ``trained_keras_float`` (the Keras model through tf.function) and every
-TFLite variant in --export's ``manifest.json`` (LiteRT, XNNPACK). Method: each in its own
+variant in --export's ``manifest.json`` whose runtime ``evaluate.runtimes`` lists (TFLite on
+LiteRT with XNNPACK, SavedModel on TensorFlow, the float TFLite on OpenVINO). Method: each in its own
 process, timed interleaved in rotating rounds per thread count (see train2infer.evaluate).
 Reads:   params.yaml (``evaluate``); --data prepared folder (test split); --baseline
          ``.keras``; --export folder written by convert.

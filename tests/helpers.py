@@ -73,9 +73,9 @@ def run_stage(name: str, args: list[str], cwd: Path, timeout: int = 600, env: di
                           capture_output=True, text=True, timeout=timeout)
 
 
-def assert_clean_failure(proc, wd: Path, *needles: str, out: str = "out") -> str:
-    """Exit 2, one ``error:`` line containing every needle, no traceback, nothing written."""
-    assert proc.returncode == 2, proc.stderr[-3000:]
+def assert_clean_failure(proc, wd: Path, *needles: str, out: str = "out", code: int = 2) -> str:
+    """Exit ``code`` (2: bad input), one ``error:`` line with every needle, no traceback, nothing written."""
+    assert proc.returncode == code, proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: "), proc.stderr[-3000:]
     for needle in needles:

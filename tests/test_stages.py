@@ -76,14 +76,14 @@ def test_multi_worker_without_tf_config_names_the_train_key(workdir):
 
 
 @pytest.mark.slow
-def test_convert_tolerance_exceeded_names_the_key_and_the_variant(workdir, tmp_path):
-    """The library says which tolerance was exceeded by what; the entry point adds the section."""
+def test_convert_tolerance_exceeded_is_a_failed_check_not_a_bad_parameter(workdir, tmp_path):
+    """Nothing the user typed is wrong: a distinct kind (exit 3) naming the variant and the tolerance."""
     write_params(tmp_path / "params.yaml", TINY + ["convert.float_atol=1e-12"])
     args = ["--params", str(tmp_path / "params.yaml"), "--data", "prepared", "--trained", "trained.keras",
             "--shrunk", "trained.keras", "--pruned", "trained.keras", "--scratch", "trained.keras",
             "--out", "out/export", "--summary", "out/summary.json"]
     assert_clean_failure(run_stage("convert", args, workdir), workdir,
-                         "params: convert.float_atol=1e-12 is exceeded: trained_tflite_float logits differ")
+                         "check failed: trained_tflite_float logits differ from the Keras model's by", code=3)
 
 
 def test_train_on_a_users_model_the_data_cannot_feed(workdir):

@@ -43,4 +43,9 @@ class Train2InferError(Exception):
     """
 
 
-__all__ = ["Train2InferError"]
+class CheckFailed(Train2InferError):
+    """A check of the pipeline's own result failed (a converted model off by more than its
+    tolerance): nothing the user typed is wrong. Stage entry points exit with code 3."""
+
+
+__all__ = ["CheckFailed", "Train2InferError"]

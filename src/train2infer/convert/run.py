@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from train2infer.core.params import ParamError
+from train2infer import CheckFailed
 from train2infer.core.publish import write_json
 from train2infer.core.variants import Variant, write_manifest
 from train2infer.prepared import load_prepared, to_float
@@ -33,7 +33,7 @@ def run(cfg, seed: int, data: str | Path, sources: dict[str, str | Path], out: P
         The summary.
 
     Raises:
-        ParamError: If a float32 TFLite model differs from its Keras model by more than
+        CheckFailed: If a float32 TFLite model differs from its Keras model by more than
             ``float_atol``, or the folded model from the unfolded one by more than
             ``fold_atol`` (in float64, where the algebra must be exact).
     """
@@ -105,8 +105,8 @@ def fold_check(name: str, model, folded, x, reference, atol: float) -> dict:
     x64, model64 = x.astype(np.float64), graph.to_float64(model)
     diff = float(np.max(np.abs(outputs(graph.fold_batchnorm(model64), x64) - outputs(model64, x64))))
     if diff > atol:
-        raise ParamError("fold_atol", atol, f"is exceeded: the BatchNorm-folded Keras model of {name} differs by "
-                         f"{diff:.2e} (float64)")
+        raise CheckFailed(f"the BatchNorm-folded Keras model of {name} differs from the unfolded one by {diff:.2e} "
+                          f"(float64), more than convert.fold_atol={atol}: folding is wrong for a layer of this model")
     return {"layers_before": len(tflite.keras_layers(model)), "layers_after": len(tflite.keras_layers(folded)),
             "max_abs_diff": diff, "max_abs_diff_float32": diff32, "max_abs_logit": float(np.max(np.abs(reference)))}
 
@@ -130,7 +130,7 @@ def check_tflite(v: Variant, content: bytes, model, x, reference, float_atol: fl
     """Ops, fusion table, XNNPACK delegation and max |TFLite - Keras| of one converted variant.
 
     Raises:
-        ParamError: If a float32 variant is off by more than ``float_atol``.
+        CheckFailed: If a float32 variant is off by more than ``float_atol``.
     """
     from train2infer import litert
     from train2infer.convert import tflite
@@ -138,7 +138,9 @@ def check_tflite(v: Variant, content: bytes, model, x, reference, float_atol: fl
     ops = litert.ops(content)
     diff = float(np.max(np.abs(litert.predict(content, x) - reference)))
     if v.precision == "float" and diff > float_atol:
-        raise ParamError("float_atol", float_atol, f"is exceeded: {v.name} logits differ from Keras by {diff:.2e}")
+        raise CheckFailed(f"{v.name} logits differ from the Keras model's by {diff:.2e}, more than "
+                          f"convert.float_atol={float_atol}: the converter computes an op differently; "
+                          "raise the tolerance only after looking at which")
     return {"variant": v.name, "precision": v.precision, "sparse": v.sparse, "ops": len(ops),
             "op_types": dict(Counter(op["op"] for op in ops)), "max_abs_diff": diff,
             "fusion": tflite.fusion_table(model, ops), "xnnpack": litert.delegation(content)}

@@ -7,12 +7,13 @@ import signal
 import sys
 from typing import Callable
 
-from train2infer import Train2InferError
+from train2infer import CheckFailed, Train2InferError
 from train2infer.core.params import ParamError
 
 
 def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None, section: str | None = None) -> None:
-    """Run a stage's ``main``; user errors become one ``error:`` line and exit code 2.
+    """Run a stage's ``main``; user errors become one ``error:`` line and exit code 2 (a failed
+    check of the pipeline's own result, :class:`train2infer.CheckFailed`: exit code 3).
 
     Ctrl-C (SIGINT) and SIGTERM end it with ``error: interrupted`` and exit code 130 (143 for
     SIGTERM), no traceback; :func:`train2infer.core.publish.publish` has then published nothing.
@@ -28,6 +29,8 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None,
         main(argv)
     except ParamError as exc:
         fail(str(exc.within(section) if section else exc))
+    except CheckFailed as exc:
+        fail(f"check failed: {exc}", code=3)
     except Train2InferError as exc:
         fail(str(exc))
     except Interrupted as exc:
@@ -50,10 +53,11 @@ def _terminated(signum, frame) -> None:
     raise Interrupted(signum)
 
 
-def fail(message: str) -> None:
-    """Print ``error: message`` on one line and exit with code 2."""
+def fail(message: str, code: int = 2) -> None:
+    """Print ``error: message`` on one line and exit with ``code`` (2: bad input; 3: a check of
+    the pipeline's own result failed)."""
     print(f"error: {' '.join(message.split())}", file=sys.stderr, flush=True)
-    sys.exit(2)
+    sys.exit(code)
 
 
 def parser(doc: str | None, *required: str, params: bool = True) -> argparse.ArgumentParser:

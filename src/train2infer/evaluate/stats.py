@@ -25,7 +25,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-Z95 = 1.959963984540054  # two-sided 95 % normal quantile
+Z95 = NormalDist().inv_cdf(0.975)  # two-sided 95 % normal quantile
 ALPHA = 0.05
 
 

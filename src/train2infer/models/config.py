@@ -14,7 +14,6 @@ from typing import ClassVar, Optional
 from train2infer.core.params import ParamError, choice, listed, ranged
 
 MODELS = ("cnn", "mobilenet", "application", "file")
-BUILDERS = "src/train2infer/models/builders.py"
 # tf_keras.applications built here (weights=None: nothing downloads), and whether they take ``alpha``.
 ARCHS = {"MobileNetV2": True, "MobileNetV3Small": True, "MobileNetV3Large": True, "ResNet50": False,
          "EfficientNetB0": False, "DenseNet121": False}
