@@ -50,6 +50,27 @@ def test_summary_and_frontiers():
     fastest = sweep.summarize(exps, "fastest")
     assert [r["variant"] for r in fastest["rows"]] == ["pruned_tflite_dynamic"] * 3
 
+    # Issue: experiments on other data were ranked on one frontier. Each dataset gets its own.
+    other = [dict(exp("d", 0.5, 0.99, 0.05, 10000), data="md5-other"), dict(exp("e", 0.5, 0.98, 0.04, 9000),
+                                                                             data="md5-other")]
+    mixed = sweep.summarize([dict(e, data="md5-digits") for e in exps] + other, "pruned_tflite_dynamic")
+    assert [(g["data"], g["latency"]) for g in mixed["groups"]] == [("md5-digits", ["b", "a"]),
+                                                                   ("md5-other", ["e", "d"])]
+    text = sweep.markdown(mixed, ".")
+    assert "ran on 2 different prepared datasets" in text and "## Data `md5-other` (2 experiment(s))" in text
+    assert "![accuracy vs latency](./latency-1.png)" in text and "Frontier: `e`, `d`." in text
+    assert sweep.by_data({"a": "h1", "b": "h2", "c": "h1", "w": None}) == [["a", "c"], ["b"], ["w"]]
+
+
+def test_a_failing_measurement_names_the_exception_not_kerass_last_line():
+    from train2infer.evaluate.worker import failure_line
+
+    lines = ["Traceback (most recent call last):", '  File "x.py", line 1', "ValueError: Input 0 of layer "
+             "'conv' is incompatible with the layer: expected axis -1 to have value 3, got 1",
+             "Call arguments received by layer 'conv':", "  • inputs=tf.Tensor(shape=(1, 8, 8, 1))", "  • mask=None"]
+    assert failure_line(lines).startswith("ValueError: Input 0 of layer 'conv' is incompatible")
+    assert failure_line(["just one line"]) == "just one line" and failure_line([]) == "no output"
+
 
 @pytest.mark.slow
 def test_queued_two_point_sweep_runs_and_is_summarised(tmp_path):
@@ -115,6 +136,19 @@ def test_queued_two_point_sweep_runs_and_is_summarised(tmp_path):
         assert r["latency_p50_ms"] == bench["experiments"][r["name"]]["variants"][r["variant"]]["p50_ms"]
     text = (proj / "reports" / "sweep" / "README.md").read_text()
     assert "from `python tools/sweep.py bench`: one interleaved session, 34 models" in text
+    assert len(bench["sessions"]) == 1 and all(e["data"] for e in bench["experiments"].values())
+
+    # An experiment on other data (another image size): benched on its own test images, in its own
+    # session, and reported in its own table (issue: one input fed to every model, one frontier).
+    dvc("exp", "run", "-n", "small-images", *args, "-S", "prepare.image_size=12", cwd=proj)
+    benched = module("bench", "--out", "reports/sweep")
+    bench = json.loads((proj / "reports" / "sweep" / "bench.json").read_text())
+    assert len(bench["sessions"]) == 2 and bench["experiments"]["small-images"]["session"] == 1
+    assert bench["sessions"][1]["experiments"] == ["small-images"]
+    assert {bench["experiments"][n]["session"] for n in names} == {0}
+    text = (proj / "reports" / "sweep" / "README.md").read_text()
+    assert "ran on 2 different prepared datasets" in text and "2 interleaved sessions, one per prepared dataset" in text
+    assert (proj / "reports" / "sweep" / "latency-1.png").stat().st_size > 5000
     unknown = module("bench", "no-such-exp", check=False)
     assert unknown.returncode == 2 and unknown.stderr.strip().splitlines()[-1].startswith(
         "error: sweep bench: no finished experiment 'no-such-exp'")

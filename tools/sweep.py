@@ -42,6 +42,7 @@ from train2infer.core import cli
 from train2infer.core.params import ParamError, ParamsFileError
 
 METRICS = "reports/evaluate/metrics.json"
+PREPARED = "data/prepared"
 
 
 def expand(overrides: list[str]) -> list[list[str]]:
@@ -118,14 +119,38 @@ def experiments(shown: list[dict]) -> list[dict]:
                 m = ((d.get("metrics") or {}).get(METRICS) or {}).get("data")
                 p = ((d.get("params") or {}).get("params.yaml") or {}).get("data")
                 if m and p and "variants" in m:
+                    data = ((d.get("deps") or {}).get(PREPARED) or {}).get("hash")
                     found.append({"name": rev.get("name") or rev["rev"][:7], "rev": rev["rev"],
-                                  "params": _flatten(p), "baseline": baseline, "metrics": m})
+                                  "params": _flatten(p), "baseline": baseline, "metrics": m, "data": data})
     return found
 
 
+def by_data(data_of: dict[str, str | None]) -> list[list[str]]:
+    """Experiments grouped by the prepared data they were evaluated on (the hash DVC records for
+    ``data/prepared``), groups in first-seen order; an unknown hash is a group of its own.
+    Latency is measured on a group's own test images, and accuracy compared within a group only:
+    on other test sets it means something else."""
+    groups: dict[str, list[str]] = {}
+    for name, digest in data_of.items():
+        groups.setdefault(digest or f"unknown:{name}", []).append(name)
+    return list(groups.values())
+
+
+def workspace_data() -> str | None:
+    """The hash ``dvc.lock`` records for this folder's prepared data (None without one)."""
+    import yaml
+
+    try:
+        outs = yaml.safe_load(Path("dvc.lock").read_text())["stages"]["prepare"]["outs"]
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return None
+    return next((o.get("md5") for o in outs if o.get("path") == PREPARED), None)
+
+
 def gather(names: list[str], shown: list[dict], dest: Path) -> dict[str, Path]:
-    """Each experiment's ``models/export`` and ``models/trained.keras`` into ``dest/<name>/``
-    from DVC's cache (``workspace``: the files in this folder, as they are).
+    """Each experiment's ``models/export``, ``models/trained.keras`` and prepared test split
+    (``prepared/``) into ``dest/<name>/`` from DVC's cache (``workspace``: the files in this
+    folder, as they are).
 
     Raises:
         Train2InferError: An unknown experiment, or outputs that are not in the cache.
@@ -136,7 +161,11 @@ def gather(names: list[str], shown: list[dict], dest: Path) -> dict[str, Path]:
     out = {}
     for name in names:
         if name == "workspace":
-            out[name] = Path("models")
+            out[name] = dest / name
+            (dest / name).mkdir(parents=True)
+            for src, dst in (("models/export", "export"), ("models/trained.keras", "trained.keras"),
+                             (PREPARED, "prepared")):
+                (dest / name / dst).symlink_to(Path(src).resolve())
             continue
         if name not in revs:
             raise Train2InferError(f"sweep bench: no finished experiment {name!r} (dvc exp show lists "
@@ -146,6 +175,9 @@ def gather(names: list[str], shown: list[dict], dest: Path) -> dict[str, Path]:
             fs = DVCFileSystem(".", rev=revs[name])
             fs.get("models/export", str(folder / "export"), recursive=True)
             fs.get_file("models/trained.keras", str(folder / "trained.keras"))
+            (folder / "prepared").mkdir(parents=True, exist_ok=True)
+            for f in ("test.npz", "meta.json"):
+                fs.get_file(f"{PREPARED}/{f}", str(folder / "prepared" / f))
         except Exception as exc:  # noqa: BLE001 - DVC raises many kinds; one line names the culprit
             raise Train2InferError(f"sweep bench: models of experiment {name} are not in the DVC cache "
                                    f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
@@ -154,21 +186,46 @@ def gather(names: list[str], shown: list[dict], dest: Path) -> dict[str, Path]:
     return out
 
 
-def bench(names: list[str], cfg, data: str = "data/prepared") -> dict:
-    """Time the baseline and every variant of each experiment in one interleaved session.
+def bench(names: list[str], cfg) -> dict:
+    """Time the baseline and every variant of each experiment, interleaved, one session per group
+    of experiments that share their prepared data (:func:`by_data`), on that data's test images.
 
     Args:
         names: Experiments (``workspace`` for this folder's models); empty: every experiment
             ``dvc exp show`` lists.
         cfg: The ``evaluate`` section (the method: runtimes, warm-up, rounds, first thread count).
-        data: Prepared data whose first test images are the input (the experiments must share
-            the input shape).
 
     Returns:
-        ``{"method", "machine", "experiments": {name: {"rev", "variants": {variant: {"p50_ms",
-        "speedup_p50", "speedup_p50_ci_low", "speedup_p50_ci_high"}}}}}``: speedups over each
-        experiment's own baseline, intervals bootstrapped over the shared rounds.
+        ``{"method", "machine", "sessions": [{"experiments", "data", "rounds", "variants", "state"}],
+        "experiments": {name: {"rev", "data", "session", "variants": {variant: {"p50_ms", "speedup_p50",
+        "speedup_p50_ci_low", "speedup_p50_ci_high"}}}}}``: speedups over each experiment's own
+        baseline, intervals bootstrapped over its session's rounds.
     """
+    from train2infer.evaluate import machine
+
+    shown = _exp_show([])
+    exps = {e["name"]: e for e in experiments(shown)}
+    names = names or list(exps)
+    if not names:
+        raise Train2InferError("sweep bench: no finished experiment to measure (run a sweep first: see README)")
+    data_of = {n: exps[n]["data"] if n in exps else workspace_data() for n in names}
+    result, sessions = {}, []
+    with tempfile.TemporaryDirectory(prefix="t2i-bench-") as tmp:
+        folders = gather(names, shown, Path(tmp))
+        for i, group in enumerate(by_data(data_of)):
+            rows, session = _session({n: folders[n] for n in group}, cfg, Path(tmp) / f"x{i}.npy")
+            sessions.append(session | {"experiments": group, "data": data_of[group[0]]})
+            result |= {n: {"rev": exps[n]["rev"] if n in exps else "workspace", "data": data_of[n], "session": i,
+                           **rows[n]} for n in group}
+    return {"method": {"threads": sessions[0]["threads"], "rounds": sessions[0]["rounds"],
+                       "runs_per_round": cfg.runs_per_round, "variants": sum(s["variants"] for s in sessions),
+                       "sessions": len(sessions)},
+            "machine": machine.describe(), "sessions": sessions, "experiments": result}
+
+
+def _session(folders: dict[str, Path], cfg, x_path: Path) -> tuple[dict, dict]:
+    """One interleaved session over the experiments in ``folders`` (same prepared data), on the
+    first 64 test images of the first one's ``prepared/``; per experiment its rows, and the session."""
     import dataclasses
 
     import numpy as np
@@ -178,39 +235,31 @@ def bench(names: list[str], cfg, data: str = "data/prepared") -> dict:
     from train2infer.evaluate.run import select
     from train2infer.prepared import load_prepared, to_float
 
-    shown = _exp_show([])
-    names = names or [e["name"] for e in experiments(shown)]
-    if not names:
-        raise Train2InferError("sweep bench: no finished experiment to measure (run a sweep first: see README)")
-    with tempfile.TemporaryDirectory(prefix="t2i-bench-") as tmp:
-        kinds = {}
-        for name, folder in gather(names, shown, Path(tmp)).items():
-            exported, _ = read_manifest(folder / "export")
-            timed, _ = select(dataclasses.replace(BASELINE, path=str(folder / "trained.keras")), exported,
-                              [r for r in cfg.runtimes if r != "openvino"])
-            kinds |= {f"{name}/{v.name}": (v.format, v.path, v.precision) for v in timed}
-        np.save(Path(tmp) / "x.npy", to_float(load_prepared(data, "test")[0])[:64])
-        threads = cfg.threads[0] or os.cpu_count() or 1
-        before = machine.snapshot()
-        got = worker.measure_variants(kinds, threads, str(Path(tmp) / "x.npy"), warmup_runs=cfg.warmup_runs,
-                                      min_runs=cfg.min_runs, min_seconds=cfg.min_seconds,
-                                      runs_per_round=cfg.runs_per_round, block_warmup=cfg.block_warmup,
-                                      batch_sizes=[], throughput_seconds=cfg.throughput_seconds)
-        state = machine.state(before, machine.snapshot(), cfg.busy_threshold)
+    kinds = {}
+    for name, folder in folders.items():
+        exported, _ = read_manifest(folder / "export")
+        timed, _ = select(dataclasses.replace(BASELINE, path=str(folder / "trained.keras")), exported,
+                          [r for r in cfg.runtimes if r != "openvino"])
+        kinds |= {f"{name}/{v.name}": (v.format, v.path, v.precision) for v in timed}
+    np.save(x_path, to_float(load_prepared(next(iter(folders.values())) / "prepared", "test")[0])[:64])
+    threads = cfg.threads[0] or os.cpu_count() or 1
+    before = machine.snapshot()
+    got = worker.measure_variants(kinds, threads, str(x_path), warmup_runs=cfg.warmup_runs,
+                                  min_runs=cfg.min_runs, min_seconds=cfg.min_seconds,
+                                  runs_per_round=cfg.runs_per_round, block_warmup=cfg.block_warmup,
+                                  batch_sizes=[], throughput_seconds=cfg.throughput_seconds)
+    state = machine.state(before, machine.snapshot(), cfg.busy_threshold)
     rounds = {k: stats.by_round(v, cfg.runs_per_round) for k, v in got["samples_ms"].items()}
-    revs = {e["name"]: e["rev"] for e in experiments(shown)}
-    result = {}
-    for name in names:
+    rows = {}
+    for name in folders:
         mine = {k.split("/", 1)[1]: r for k, r in rounds.items() if k.startswith(f"{name}/")}
         speed, quiet_share = stats.speedups(mine, BASELINE.name, tolerance=cfg.quiet_tolerance,  # as evaluate
                                             block=cfg.bootstrap_block, session_cv=cfg.session_cv)
-        rows = {v: {"p50_ms": round(t["latency_p50_ms_quiet"], 6), "speedup_p50": round(t["speedup_p50"], 4),
-                    "speedup_p50_ci_low": round(t["speedup_p50_ci_low"], 4),
-                    "speedup_p50_ci_high": round(t["speedup_p50_ci_high"], 4)} for v, t in speed.items()}
-        result[name] = {"rev": revs.get(name, "workspace"), "variants": rows, "quiet_rounds": round(quiet_share, 4)}
-    return {"method": {"threads": threads, "rounds": got["rounds"], "runs_per_round": cfg.runs_per_round,
-                       "variants": len(kinds)},
-            "machine": machine.describe() | {"state": state}, "experiments": result}
+        rows[name] = {"quiet_rounds": round(quiet_share, 4), "variants": {
+            v: {"p50_ms": round(t["latency_p50_ms_quiet"], 6), "speedup_p50": round(t["speedup_p50"], 4),
+                "speedup_p50_ci_low": round(t["speedup_p50_ci_low"], 4),
+                "speedup_p50_ci_high": round(t["speedup_p50_ci_high"], 4)} for v, t in speed.items()}}
+    return rows, {"threads": threads, "rounds": got["rounds"], "variants": len(kinds), "state": state}
 
 
 def _exp_show(extra: list[str]) -> list[dict]:
@@ -246,17 +295,22 @@ def summarize(exps: list[dict], variant: str, benched: dict | None = None) -> di
                "params": {k: e["params"].get(k) for k in changed_keys},
                "accuracy": v["accuracy"], "latency_p50_ms": v["latency_p50_ms"],
                "gzip_bytes": v["gzip_bytes"], "sparsity": v["sparsity"], "speedup_p50": v["speedup_p50"],
-               "timed": "alone", "within_floor": v.get("within_floor", True)}
+               "timed": "alone", "within_floor": v.get("within_floor", True), "data": e.get("data") or "unknown",
+               "chance_check_off": e["params"].get("evaluate.chance_check") is False}
         b = ((benched or {}).get("experiments", {}).get(e["name"]) or {})
         if b.get("rev") == e["rev"] and chosen in b["variants"]:
             t = b["variants"][chosen]
             row |= {"latency_p50_ms": t["p50_ms"], "speedup_p50": t["speedup_p50"], "timed": "together",
                     "speedup_p50_ci_low": t["speedup_p50_ci_low"], "speedup_p50_ci_high": t["speedup_p50_ci_high"]}
         rows.append(row)
-    lat = pareto_front({r["name"]: (r["latency_p50_ms"], r["accuracy"]) for r in rows})
-    size = pareto_front({r["name"]: (r["gzip_bytes"], r["accuracy"]) for r in rows})
-    return {"variant": variant, "changed": changed_keys, "rows": rows,
-            "frontier_latency": lat, "frontier_size": size}
+    groups = [[r for r in rows if r["data"] == d] for d in dict.fromkeys(r["data"] for r in rows)]
+    groups.sort(key=len, reverse=True)  # the largest first: its plots are latency.png / size.png
+    fronts = [{"data": g[0]["data"], "experiments": [r["name"] for r in g],
+               "latency": pareto_front({r["name"]: (r["latency_p50_ms"], r["accuracy"]) for r in g}),
+               "size": pareto_front({r["name"]: (r["gzip_bytes"], r["accuracy"]) for r in g})} for g in groups]
+    return {"variant": variant, "changed": changed_keys, "rows": rows, "groups": fronts,
+            "frontier_latency": fronts[0]["latency"] if fronts else [],
+            "frontier_size": fronts[0]["size"] if fronts else []}
 
 
 def _plot(rows, key, xlabel, front, path):
@@ -278,8 +332,8 @@ def _plot(rows, key, xlabel, front, path):
 
 
 def markdown(summary: dict, figures: str) -> str:
-    """The sweep report."""
-    keys, rows = summary["changed"], summary["rows"]
+    """The sweep report: one table and one pair of frontiers per prepared dataset."""
+    rows, groups = summary["rows"], summary["groups"]
     out = [
         "# Sweep summary",
         "",
@@ -292,34 +346,38 @@ def markdown(summary: dict, figures: str) -> str:
         "(`—`: the parameter did not exist at the experiment's commit.)",
         "",
         latency_source(summary), "",
-        "| experiment | rev | " + " | ".join(keys) + " | variant | accuracy | p50 ms | speedup p50 [95% CI] | timed "
-        "| gzip B | sparsity |",
-        "|---" * (len(keys) + 9) + "|",
     ]
+    if len(groups) > 1:
+        out += [f"The experiments ran on {len(groups)} different prepared datasets (`data/prepared` hashes): "
+                "accuracy on another test set means something else, so each dataset has its own table and "
+                "frontiers, and nothing is ranked across them.", ""]
+    for k, g in enumerate(groups):
+        if len(groups) > 1:
+            out += [f"## Data `{g['data'][:12]}` ({len(g['experiments'])} experiment(s))", ""]
+        out += _table([r for r in rows if r["name"] in g["experiments"]], summary["changed"])
+        suffix = "" if k == 0 else f"-{k}"
+        for what, key in (("latency", "latency"), ("size", "size")):
+            out += ["", f"{'#' * (2 + (len(groups) > 1))} Accuracy vs {what}", "",
+                    f"![accuracy vs {what}]({figures}/{key}{suffix}.png)", "",
+                    "Frontier: " + ", ".join(f"`{n}`" for n in g[key]) + "."]
+        out.append("")
+    return "\n".join(out)
+
+
+def _table(rows: list[dict], keys: list[str]) -> list[str]:
+    out = ["| experiment | rev | " + " | ".join(keys) + " | variant | accuracy | p50 ms | speedup p50 [95% CI] | timed "
+           "| gzip B | sparsity |", "|---" * (len(keys) + 9) + "|"]
     for r in sorted(rows, key=lambda r: r["latency_p50_ms"]):
         # —: not a parameter at that commit
         cells = " | ".join("—" if r["params"][k] is None else str(r["params"][k]) for k in keys)
         speed = f"{r['speedup_p50']:.2f}×" + (f" [{r['speedup_p50_ci_low']:.2f}, {r['speedup_p50_ci_high']:.2f}]"
                                               if "speedup_p50_ci_low" in r else "")
-        out.append(f"| {r['name']} | {r['rev']} | {cells}{' | ' if keys else ''}{r['variant']}"
-                   f"{'' if r['within_floor'] else ' (outside the accuracy floor)'} | {r['accuracy']:.4f} | "
-                   f"{r['latency_p50_ms']:.3f} | {speed} | {r['timed']} | {r['gzip_bytes']:,} | {r['sparsity']:.3f} |")
-    out += [
-        "",
-        "## Accuracy vs latency",
-        "",
-        f"![accuracy vs latency]({figures}/latency.png)",
-        "",
-        "Frontier: " + ", ".join(f"`{n}`" for n in summary["frontier_latency"]) + ".",
-        "",
-        "## Accuracy vs size",
-        "",
-        f"![accuracy vs size]({figures}/size.png)",
-        "",
-        "Frontier: " + ", ".join(f"`{n}`" for n in summary["frontier_size"]) + ".",
-        "",
-    ]
-    return "\n".join(out)
+        flags = ("" if r["within_floor"] else " (outside the accuracy floor)") + \
+            (" (baseline not checked against chance)" if r.get("chance_check_off") else "")
+        out.append(f"| {r['name']} | {r['rev']} | {cells}{' | ' if keys else ''}{r['variant']}{flags} | "
+                   f"{r['accuracy']:.4f} | {r['latency_p50_ms']:.3f} | {speed} | {r['timed']} | {r['gzip_bytes']:,} | "
+                   f"{r['sparsity']:.3f} |")
+    return out
 
 
 def latency_source(summary: dict) -> str:
@@ -330,11 +388,13 @@ def latency_source(summary: dict) -> str:
         return ("Latency: as each experiment measured itself (`timed: alone`). Experiments run in parallel "
                 "(`dvc queue start -j 2` on 2 cores) competed for the CPU, so these columns are **not comparable "
                 "across experiments**: run `python tools/sweep.py bench` to measure them together.")
-    st = b["machine"]["state"]
-    busy = (f"; other processes used {st['others_fraction']:.1%} of the CPUs" if st.get("others_fraction") is not None
-            else "")
+    sessions = b.get("sessions") or [{"state": b["machine"].get("state", {})}]
+    others = [s["state"]["others_fraction"] for s in sessions if s["state"].get("others_fraction") is not None]
+    busy = f"; other processes used up to {max(others):.1%} of the CPUs" if others else ""
+    how = ("one interleaved session" if len(sessions) == 1 else
+           f"{len(sessions)} interleaved sessions, one per prepared dataset (each on its own test images)")
     return (f"Latency and speedup of {len(together)} experiment(s) (`timed: together`) from `python tools/sweep.py "
-            f"bench`: one interleaved session, {b['method']['variants']} models each in its own process, "
+            f"bench`: {how}, {b['method']['variants']} models each in its own process, "
             f"{b['method']['rounds']} rotating rounds of {b['method']['runs_per_round']} calls, "
             f"{b['method']['threads']} thread(s){busy}; speedups over each experiment's own baseline, over the "
             "rounds in which the machine was quiet, with evaluate's 95 % interval (moving-block bootstrap over "
@@ -364,8 +424,10 @@ def report(out: str, variant: str, benched: dict | None = None) -> dict:
     with publish(out) as staged:
         fig = staged(out)
         fig.mkdir()
-        _plot(summary["rows"], "latency_p50_ms", "p50 latency (ms)", summary["frontier_latency"], fig / "latency.png")
-        _plot(summary["rows"], "gzip_bytes", "gzip size (bytes)", summary["frontier_size"], fig / "size.png")
+        for k, g in enumerate(summary["groups"]):
+            rows, suffix = [r for r in summary["rows"] if r["name"] in g["experiments"]], "" if k == 0 else f"-{k}"
+            _plot(rows, "latency_p50_ms", "p50 latency (ms)", g["latency"], fig / f"latency{suffix}.png")
+            _plot(rows, "gzip_bytes", "gzip size (bytes)", g["size"], fig / f"size{suffix}.png")
         write_json(fig / "summary.json", {k: v for k, v in summary.items() if k != "bench"})
         if benched:
             write_json(fig / "bench.json", benched)

@@ -82,6 +82,17 @@ def worker(kind: str, path: str, threads: int, input_path: str, warmup: int, pre
             return
 
 
+def failure_line(lines: list[str]) -> str:
+    """The exception line of a worker's stderr (the last ``SomethingError: ...``; Keras adds lines
+    such as ``• mask=None`` after it), else its last line."""
+    import re
+
+    for line in reversed(lines):
+        if re.match(r"^[\w.]*(Error|Exception|Interrupt)\b", line.strip()):
+            return line.strip()
+    return lines[-1].strip() if lines else "no output"
+
+
 class Worker:
     """A variant's measurement process, seen from the parent."""
 
@@ -105,7 +116,7 @@ class Worker:
             err = self.proc.stderr.read().strip().splitlines()
             from train2infer import Train2InferError
 
-            raise Train2InferError(f"measurement of {self.name} failed: {err[-1] if err else 'no output'}")
+            raise Train2InferError(f"measurement of {self.name} failed: {failure_line(err)}")
         reply = json.loads(line)
         if key not in reply:
             raise RuntimeError(f"{self.name}: unexpected reply {reply}")
