@@ -4,6 +4,7 @@
 # make lint : ruff (pyflakes, isort, pycodestyle at 120 columns; pyproject.toml); make test runs it first
 # make test-archs: every standard architecture through the whole pipeline (~15 min; CI runs it too)
 # make params: regenerate params.yaml from conf/ (what DVC's Hydra composition writes)
+# make readme: rewrite README.md's generated blocks from reports/ (a test checks they are current)
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -13,7 +14,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 # Stage commands in dvc.yaml call `python`: it must be the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: repro test test-fast test-archs lint params clean
+.PHONY: repro test test-fast test-archs lint params readme clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +39,9 @@ test-fast: lint
 
 params: $(STAMP)
 	$(BIN)/python -c "import os; from dvc.utils.hydra import compose_and_dump as c; c('params.yaml', os.path.abspath('conf'), None, 'config', '', [])"
+
+readme: $(STAMP)
+	$(BIN)/python tools/readme.py
 
 clean:
 	rm -rf $(VENV)

@@ -4,7 +4,7 @@ Unit tests for what makes saved files stable (zip entry times, the ``.keras`` sa
 SavedModel fingerprint's random uuid), and one real run: the whole pipeline with `dvc repro` in a
 project, then again in a fresh `git clone` of it (another folder, nothing cached), comparing every
 output of prepare -> train -> shrink -> prune -> convert by hash. Only the files that hold measured
-times may differ, and they are the only ones `git status` shows (the README lists them).
+times may differ, and they are the only ones `git status` shows (docs/pipeline.md lists them).
 """
 
 from __future__ import annotations
