@@ -40,13 +40,21 @@ def test_every_option_of_every_group_validates_and_mirrors_its_schema():
             assert set(tree[group.name].keys()) == set(P.as_dict(obj)), option
 
 
-def test_every_named_experiment_composes_and_validates():
-    """conf/experiment/<name>.yaml is what `dvc exp run -S +experiment=<name>` composes."""
+def test_every_named_experiment_composes_and_validates(tmp_path, monkeypatch):
+    """conf/experiment/<name>.yaml is what `dvc exp run -S +experiment=<name>` composes; every
+    recorded pipeline run of reports/experiments/ has one (the others time tools, not params)."""
     names = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
-    assert "cifar10" in names
+    tools_only = {"back-to-back", "fresh-clone", "latency-noise", "round-to", "sweep-bench"}
+    recorded = {p.name for p in (ROOT / "reports" / "experiments").iterdir() if p.is_dir()}
+    assert set(names) == recorded - tools_only
+    monkeypatch.chdir(tmp_path)  # a model file an experiment makes first (tools/resnet_style.py) exists here
+    (tmp_path / "data" / "models").mkdir(parents=True)
+    (tmp_path / "data" / "models" / "resnet18s.keras").write_bytes(b"")
     for name in names:
         params = config.from_tree(compose([f"+experiment={name}"]))
         assert params.prepare.name and params.train.epochs >= 1, name
+    r = config.from_tree(compose(["+experiment=resnet-shrink96"]))
+    assert (r.model.name, r.prepare.image_size, r.shrink.keep, r.train.epochs) == ("file", 96, 0.5, 40)
     cifar = config.from_tree(compose(["+experiment=cifar10"]))
     assert (cifar.prepare.name, cifar.prepare.test_path, cifar.train.schedule) == ("folder", "test", "cosine")
 
