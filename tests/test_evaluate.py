@@ -9,6 +9,7 @@ import pytest
 
 from train2infer import litert
 from train2infer.convert import tflite
+from train2infer.core.variants import Variant
 from train2infer.evaluate import metrics as M, timing, worker
 from train2infer.models import work
 
@@ -118,8 +119,9 @@ def test_every_variant_is_measured_in_its_own_process(tmp_path, trained, digits)
     io.save_for_inference(trained, tmp_path / "m.keras")
     (tmp_path / "f.tflite").write_bytes(tflite.to_tflite(trained, "float"))
     (tmp_path / "q.tflite").write_bytes(tflite.to_tflite(trained, "dynamic"))
-    variants = {"keras": ("keras", str(tmp_path / "m.keras")), "float": ("tflite", str(tmp_path / "f.tflite")),
-                "int8": ("tflite", str(tmp_path / "q.tflite"))}
+    variants = {"keras": Variant("trained", "keras", path=str(tmp_path / "m.keras")),
+                "float": Variant("trained", "tflite", "float", path=str(tmp_path / "f.tflite")),
+                "int8": Variant("trained", "tflite", "dynamic", path=str(tmp_path / "q.tflite"))}
     r = worker.measure_variants(variants, 1, str(tmp_path / "x.npy"), warmup_runs=5, min_runs=200,
                                  min_seconds=0, runs_per_round=50, batch_sizes=[1, 4], throughput_seconds=0.05)
     assert r["rounds"] == 4
@@ -140,7 +142,8 @@ def test_a_broken_variant_fails_with_its_name(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((1, 4, 4, 1), np.float32))
     (tmp_path / "bad.tflite").write_bytes(b"nope")
     with pytest.raises(Train2InferError, match="measurement of broken failed"):
-        worker.measure_variants({"broken": ("tflite", str(tmp_path / "bad.tflite"))}, 1, str(tmp_path / "x.npy"),
+        worker.measure_variants({"broken": Variant("trained", "tflite", path=str(tmp_path / "bad.tflite"))}, 1,
+                                str(tmp_path / "x.npy"),
                                  warmup_runs=1, min_runs=200, min_seconds=0, runs_per_round=10,
                                  batch_sizes=[1], throughput_seconds=0.01)
 

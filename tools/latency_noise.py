@@ -15,7 +15,7 @@ window) and ``table.md`` (the summary table) to ``--out``.
 from __future__ import annotations
 
 import argparse
-import tempfile
+import dataclasses
 import time
 from pathlib import Path
 
@@ -36,15 +36,11 @@ VARIANTS = ("trained_saved_model_float", "trained_tflite_float", "trained_tflite
 def measure(cfg, seconds: float, models: Path, data: Path) -> tuple[dict, float]:
     """Every call of one long interleaved session, in order, and its wall time."""
     exported, _ = read_manifest(models / "export")
-    kinds = {BASELINE.name: ("keras", str(models / "trained.keras"), "float")}
-    kinds |= {v.name: (v.format, v.path, v.precision) for v in exported if v.name in VARIANTS}
-    with tempfile.TemporaryDirectory() as tmp:
-        np.save(Path(tmp) / "x.npy", to_float(load_prepared(data, "test")[0])[:64])
-        t0 = time.perf_counter()
-        got = worker.measure_variants(kinds, cfg.threads[0] or 1, str(Path(tmp) / "x.npy"),
-                                      warmup_runs=cfg.warmup_runs, min_runs=cfg.min_runs, min_seconds=seconds,
-                                      runs_per_round=cfg.runs_per_round, block_warmup=cfg.block_warmup,
-                                      batch_sizes=[], throughput_seconds=cfg.throughput_seconds)
+    variants = {BASELINE.name: dataclasses.replace(BASELINE, path=str(models / "trained.keras"))}
+    variants |= {v.name: v for v in exported if v.name in VARIANTS}
+    t0 = time.perf_counter()
+    got = worker.session(variants, cfg.threads[0] or 1, to_float(load_prepared(data, "test")[0]), cfg,
+                         min_seconds=seconds)
     return got["samples_ms"], time.perf_counter() - t0
 
 

@@ -213,7 +213,7 @@ def bench(names: list[str], cfg) -> dict:
     with tempfile.TemporaryDirectory(prefix="t2i-bench-") as tmp:
         folders = gather(names, shown, Path(tmp))
         for i, group in enumerate(by_data(data_of)):
-            rows, session = _session({n: folders[n] for n in group}, cfg, Path(tmp) / f"x{i}.npy")
+            rows, session = _session({n: folders[n] for n in group}, cfg)
             sessions.append(session | {"experiments": group, "data": data_of[group[0]]})
             result |= {n: {"rev": exps[n]["rev"] if n in exps else "workspace", "data": data_of[n], "session": i,
                            **rows[n]} for n in group}
@@ -223,31 +223,26 @@ def bench(names: list[str], cfg) -> dict:
             "machine": machine.describe(), "sessions": sessions, "experiments": result}
 
 
-def _session(folders: dict[str, Path], cfg, x_path: Path) -> tuple[dict, dict]:
+def _session(folders: dict[str, Path], cfg) -> tuple[dict, dict]:
     """One interleaved session over the experiments in ``folders`` (same prepared data), on the
     first 64 test images of the first one's ``prepared/``; per experiment its rows, and the session."""
     import dataclasses
-
-    import numpy as np
 
     from train2infer.core.variants import BASELINE, read_manifest
     from train2infer.evaluate import machine, stats, worker
     from train2infer.evaluate.run import select
     from train2infer.prepared import load_prepared, to_float
 
-    kinds = {}
+    variants = {}
     for name, folder in folders.items():
         exported, _ = read_manifest(folder / "export")
         timed, _ = select(dataclasses.replace(BASELINE, path=str(folder / "trained.keras")), exported,
                           [r for r in cfg.runtimes if r != "openvino"])
-        kinds |= {f"{name}/{v.name}": (v.format, v.path, v.precision) for v in timed}
-    np.save(x_path, to_float(load_prepared(next(iter(folders.values())) / "prepared", "test")[0])[:64])
+        variants |= {f"{name}/{v.name}": v for v in timed}
+    x = to_float(load_prepared(next(iter(folders.values())) / "prepared", "test")[0])
     threads = cfg.threads[0] or os.cpu_count() or 1
     before = machine.snapshot()
-    got = worker.measure_variants(kinds, threads, str(x_path), warmup_runs=cfg.warmup_runs,
-                                  min_runs=cfg.min_runs, min_seconds=cfg.min_seconds,
-                                  runs_per_round=cfg.runs_per_round, block_warmup=cfg.block_warmup,
-                                  batch_sizes=[], throughput_seconds=cfg.throughput_seconds)
+    got = worker.session(variants, threads, x, cfg)
     state = machine.state(before, machine.snapshot(), cfg.busy_threshold)
     rounds = {k: stats.by_round(v, cfg.runs_per_round) for k, v in got["samples_ms"].items()}
     rows = {}
@@ -259,7 +254,7 @@ def _session(folders: dict[str, Path], cfg, x_path: Path) -> tuple[dict, dict]:
             v: {"p50_ms": round(t["latency_p50_ms_quiet"], 6), "speedup_p50": round(t["speedup_p50"], 4),
                 "speedup_p50_ci_low": round(t["speedup_p50_ci_low"], 4),
                 "speedup_p50_ci_high": round(t["speedup_p50_ci_high"], 4)} for v, t in speed.items()}}
-    return rows, {"threads": threads, "rounds": got["rounds"], "variants": len(kinds), "state": state}
+    return rows, {"threads": threads, "rounds": got["rounds"], "variants": len(variants), "state": state}
 
 
 def _exp_show(extra: list[str]) -> list[dict]:

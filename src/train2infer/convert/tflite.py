@@ -2,62 +2,10 @@
 
 from __future__ import annotations
 
-import warnings
-
-import numpy as np
-import tensorflow as tf
 import tf_keras as keras
 
-from train2infer.core.variants import PRECISIONS
 from train2infer.models import graph
-
-
-def to_tflite(
-    model: keras.Model,
-    precision: str = "float",
-    representative: np.ndarray | None = None,
-    int8_io: bool = False,
-    sparse: bool = False,
-) -> bytes:
-    """Convert a Keras model to a TFLite flatbuffer.
-
-    Args:
-        model: A float32 tf_keras model (for ``pqat``: one from :func:`quantize_aware`,
-            fine-tuned).
-        precision: One of :data:`train2infer.core.variants.PRECISIONS`: ``float`` (float32
-            weights); ``dynamic`` (dynamic-range: int8 weights for tensors of at least
-            1,024 elements, float activations); ``float16`` (float16 weights); ``int8``
-            (full integer: int8 weights and activations calibrated on ``representative``);
-            ``pqat`` (int8 from the ranges learned in quantization-aware training).
-        representative: float32 images for ``int8`` calibration.
-        int8_io: For ``int8`` / ``pqat``: int8 input and output tensors instead of float.
-        sparse: Store sparse weights in TFLite's sparse format
-            (``Optimize.EXPERIMENTAL_SPARSITY``), which XNNPACK's sparse kernels need.
-
-    Returns:
-        The ``.tflite`` bytes.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    optimizations = [] if precision == "float" else [tf.lite.Optimize.DEFAULT]
-    if sparse:
-        optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
-    converter.optimizations = optimizations
-    if precision == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    if precision == "int8":
-        if representative is None or len(representative) == 0:
-            raise ValueError("int8 quantization needs representative images")
-        converter.representative_dataset = lambda: ([representative[i : i + 1].astype(np.float32)]
-                                                    for i in range(len(representative)))
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if int8_io and precision in ("int8", "pqat"):
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    with warnings.catch_warnings():  # full-integer conversion warns about legacy input stats we do not use
-        warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
-        return converter.convert()
+from train2infer.models.io import to_tflite  # noqa: F401  (the one converter set-up; used here and by evaluate)
 
 
 def quantize_aware(model: keras.Model, preserve_sparsity: bool = True) -> keras.Model:

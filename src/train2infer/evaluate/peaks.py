@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 PEAK_SHAPES = ((32, 128, 128, 1), (16, 64, 64, 3))  # (height=width, in, out, kernel)
@@ -22,11 +20,11 @@ def matmul_peak(kind: str, num_threads: int, seconds: float = 1.5) -> dict:
     Returns:
         ``{"gflops": best rate, "shapes": {shape: rate}}``.
     """
-    import tensorflow as tf
     import tf_keras as keras
 
     from train2infer.evaluate.timing import interleaved_latency
     from train2infer.litert import interpreter
+    from train2infer.models.io import to_tflite
 
     if kind not in ("float32", "int8"):
         raise ValueError(f"unknown kind {kind!r}")
@@ -37,18 +35,9 @@ def matmul_peak(kind: str, num_threads: int, seconds: float = 1.5) -> dict:
         model = keras.Model(inp, keras.layers.Conv2D(c_out, k, padding="same", use_bias=False)(inp))
         modes = ["float32"] if kind == "float32" else ["full_int8", "dynamic"]
         for mode in modes:
-            converter = tf.lite.TFLiteConverter.from_keras_model(model)
-            if mode != "float32":
-                converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            if mode == "full_int8":
-                converter.representative_dataset = lambda: (
-                    [rng.standard_normal((1, hw, hw, c_in)).astype(np.float32)] for _ in range(8))
-                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-                converter.inference_input_type = tf.int8
-                converter.inference_output_type = tf.int8
-            with warnings.catch_warnings():  # legacy input stats, not used here
-                warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
-                content = converter.convert()
+            precision = {"float32": "float", "full_int8": "int8", "dynamic": "dynamic"}[mode]
+            content = to_tflite(model, precision, representative=rng.standard_normal((8, hw, hw, c_in)),
+                                int8_io=mode == "full_int8")
             interp = interpreter(content, num_threads=num_threads)
             detail = interp.get_input_details()[0]
             shape = (1, hw, hw, c_in)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -139,23 +138,17 @@ def measure(variants: list[Variant], threads: list[int], x: np.ndarray, cfg) -> 
     """
     from train2infer.evaluate import peaks as P, worker
 
-    kinds = {v.name: (v.format, v.path, v.precision) for v in variants}
     runs, peaks, samples = {}, {}, {}
-    with tempfile.TemporaryDirectory(prefix="t2i-evaluate-") as tmp:
-        np.save(Path(tmp) / "x.npy", x[:64])
-        for t in threads:
-            runs[t] = worker.measure_variants(
-                kinds, t, str(Path(tmp) / "x.npy"), warmup_runs=cfg.warmup_runs, min_runs=cfg.min_runs,
-                min_seconds=cfg.min_seconds, runs_per_round=cfg.runs_per_round, block_warmup=cfg.block_warmup,
-                batch_sizes=list(cfg.batch_sizes) if t == max(threads) else [],  # reported with all cores only
-                throughput_seconds=cfg.throughput_seconds)
-            samples[t] = runs[t].pop("samples_ms")
-            if t == threads[0]:  # the % of peak in the metrics is against the primary thread count
-                peaks[t] = {kind: P.matmul_peak(kind, t) for kind in ("float32", "int8")}
-            for n, v in runs[t]["variants"].items():
-                best = f"  best {max(v['throughput'].values()):.0f} img/s" if v["throughput"] else ""
-                print(f"evaluate: threads={t} {n:26s} p50 {v['latency']['p50_ms']:.3f} ms  "
-                      f"cv {v['latency']['cv']:.2f}{best}", flush=True)
+    for t in threads:
+        runs[t] = worker.session({v.name: v for v in variants}, t, x, cfg,
+                                 batch_sizes=cfg.batch_sizes if t == max(threads) else ())  # all cores only
+        samples[t] = runs[t].pop("samples_ms")
+        if t == threads[0]:  # the % of peak in the metrics is against the primary thread count
+            peaks[t] = {kind: P.matmul_peak(kind, t) for kind in ("float32", "int8")}
+        for n, v in runs[t]["variants"].items():
+            best = f"  best {max(v['throughput'].values()):.0f} img/s" if v["throughput"] else ""
+            print(f"evaluate: threads={t} {n:26s} p50 {v['latency']['p50_ms']:.3f} ms  "
+                  f"cv {v['latency']['cv']:.2f}{best}", flush=True)
     return runs, peaks, samples
 
 

@@ -33,7 +33,7 @@ import sys
 import time
 
 
-def worker(kind: str, path: str, threads: int, input_path: str, warmup: int, precision: str = "float") -> None:
+def worker(fmt: str, path: str, threads: int, input_path: str, warmup: int, precision: str = "float") -> None:
     """Serve measurement requests for one variant (see the module docstring)."""
     import numpy as np
 
@@ -45,9 +45,9 @@ def worker(kind: str, path: str, threads: int, input_path: str, warmup: int, pre
     cpus = sorted(os.sched_getaffinity(0))
     if threads < len(cpus):  # pin to the last cores: no migration, away from the parent on core 0
         os.sched_setaffinity(0, set(cpus[-threads:]))
-    runtimes.load_runtime(kind, threads)
+    runtimes.load_runtime(fmt, threads)
     runtime_rss = runtimes.rss()[0]  # the runtime alone, before the model
-    make = runtimes.runner(kind, path, threads, precision)
+    make = runtimes.runner(fmt, path, threads, precision)
     x = np.load(input_path)
     call = make(x[:1])
     for _ in range(warmup):
@@ -68,7 +68,7 @@ def worker(kind: str, path: str, threads: int, input_path: str, warmup: int, pre
         elif op == "memory":
             cur, peak = runtimes.rss()
             mem = {"runtime_rss_bytes": runtime_rss, "rss_bytes": cur, "peak_rss_bytes": peak}
-            if kind == "tflite":
+            if fmt == "tflite":
                 mem["activation_bytes"] = litert.activation_bytes(call.interp)
                 mem["load_rss_bytes"] = call.load_rss_bytes
                 mem["allocate_rss_bytes"] = call.allocate_rss_bytes
@@ -96,11 +96,11 @@ def failure_line(lines: list[str]) -> str:
 class Worker:
     """A variant's measurement process, seen from the parent."""
 
-    def __init__(self, name: str, kind: str, path: str, threads: int, input_path: str, warmup: int,
+    def __init__(self, name: str, fmt: str, path: str, threads: int, input_path: str, warmup: int,
                  precision: str = "float"):
         self.name = name
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "train2infer.evaluate.worker", kind, str(path), str(threads), str(input_path),
+            [sys.executable, "-m", "train2infer.evaluate.worker", fmt, str(path), str(threads), str(input_path),
              str(warmup), precision],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
@@ -136,8 +136,39 @@ class Worker:
             self.proc.wait()
 
 
+def session(variants: dict, threads: int, x, cfg, *, batch_sizes=(), min_seconds: float | None = None) -> dict:
+    """One interleaved measurement session with evaluate's method: the one place where the method
+    (``cfg``, the ``evaluate`` section) becomes a session; evaluate, ``sweep bench`` and
+    ``tools/latency_noise.py`` all call it.
+
+    Args:
+        variants: Label -> :class:`train2infer.core.variants.Variant` (its ``format``, ``path``
+            and ``precision`` say what to load and on which runtime).
+        threads: Thread count for every runtime.
+        x: float32 test images; the first 64 are the input (batch-1 calls use the first).
+        cfg: The ``evaluate`` section: warm-up, minimum runs and seconds, rounds, block warm-up,
+            throughput seconds.
+        batch_sizes: Throughput sweep (empty: none).
+        min_seconds: Instead of ``cfg.min_seconds``.
+
+    Returns:
+        As :func:`measure_variants`.
+    """
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    with tempfile.TemporaryDirectory(prefix="t2i-session-") as tmp:
+        np.save(Path(tmp) / "x.npy", np.asarray(x[:64], np.float32))
+        return measure_variants(
+            variants, threads, str(Path(tmp) / "x.npy"), warmup_runs=cfg.warmup_runs, min_runs=cfg.min_runs,
+            min_seconds=cfg.min_seconds if min_seconds is None else min_seconds, runs_per_round=cfg.runs_per_round,
+            block_warmup=cfg.block_warmup, batch_sizes=list(batch_sizes), throughput_seconds=cfg.throughput_seconds)
+
+
 def measure_variants(
-    variants: dict[str, tuple[str, str]],
+    variants: dict,
     threads: int,
     input_path: str,
     *,
@@ -153,8 +184,8 @@ def measure_variants(
     """Measure every variant in its own process at one thread count.
 
     Args:
-        variants: Name -> (format, model path[, precision]): see
-            :func:`train2infer.evaluate.runtimes.runner`.
+        variants: Label -> :class:`train2infer.core.variants.Variant` (format, path, precision:
+            see :func:`train2infer.evaluate.runtimes.runner`).
         threads: Thread count for every runtime.
         input_path: ``.npy`` of float32 test images (batch-1 calls use the first).
         warmup_runs: Untimed calls in each worker before the first round.
@@ -177,8 +208,8 @@ def measure_variants(
 
     workers = {}
     try:
-        for name, (kind, path, *precision) in variants.items():
-            workers[name] = Worker(name, kind, path, threads, input_path, warmup_runs, *precision)
+        for name, v in variants.items():
+            workers[name] = Worker(name, v.format, v.path, threads, input_path, warmup_runs, v.precision)
         for w in workers.values():
             w.ready()
         names = list(workers)
