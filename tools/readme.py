@@ -5,7 +5,7 @@
 
 A block sits between ``<!-- generated:NAME ... -->`` and ``<!-- /generated:NAME -->``:
 
-- ``timings``: ``reports/timings.json``, each command's measured wall time, machine and date;
+- ``timings``: ``reports/experiments/timings.json``, each command's measured wall time, machine and date;
 - ``evaluate``: the evaluate stage's own closing lines (``train2infer.evaluate.run.describe``)
   for the committed ``reports/evaluate/metrics.json``: the baseline, the float and int8
   conversions, the shrunk and scratch models, and the best variant.
@@ -33,7 +33,7 @@ def duration(seconds: float) -> str:
 
 def timings(root: Path) -> str:
     """The quick-start table."""
-    rows = json.loads((root / "reports" / "timings.json").read_text())["commands"]
+    rows = json.loads((root / "reports" / "experiments" / "timings.json").read_text())["commands"]
     return "\n".join(["| command | wall time | machine, date | ends with |", "|---|---|---|---|"] + [
         f"| {r['command']} | {duration(r['seconds'])} | {r['machine']}, {r['date']} | {r['ends_with']} |"
         for r in rows])
