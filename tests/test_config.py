@@ -237,13 +237,13 @@ STAGE_ARGS = {
         ("evaluate", "evaluate.cv_threshold=0", "evaluate.cv_threshold"),
         ("train", "train.translate=32", "train.translate"),  # a shift as large as the image
         ("train", "train.schedule=cosine", "train.patience"),  # early stopping would cut the schedule
-        ("shrink", "shrink.epochs=0", "shrink.distill_weight"),  # distillation with no fine-tuning
+        ("shrink", "shrink.epochs=0 shrink.distill_weight=0.5", "shrink.distill_weight"),  # nothing to distil in
         ("scratch", "scratch.epochs=0", "scratch.epochs"),
         ("evaluate", "evaluate.max_drop=-1", "evaluate.max_drop"),
     ],
 )
 def test_stage_rejects_bad_param_with_one_line_and_no_outputs(tmp_path, stage, override, key):
-    write_params(tmp_path / "params.yaml", [override])
+    write_params(tmp_path / "params.yaml", override.split(" "))
     proc = run_stage(stage, STAGE_ARGS[stage], tmp_path)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

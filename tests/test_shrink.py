@@ -137,12 +137,13 @@ def test_gradual_shrinking_cuts_in_steps_and_logs_one_curve(tmp_path, tiny, prep
 
     from train2infer.shrink.run import run
 
-    gradual = dataclasses.replace(tiny.shrink, keep=0.25, steps=2, epochs=2, round_to=1, min_channels=1)
+    gradual = dataclasses.replace(tiny.shrink, keep=0.25, steps=2, epochs=2, round_to=1, min_channels=1,
+                                  distill_weight=0.5)
     assert gradual.step_keep() == pytest.approx(0.5) and gradual.step_epochs() == [1, 1]
     summary = run(gradual, tiny.train, tiny.seed, prepared, trained_file, tmp_path / "s.keras", tmp_path / "r")
     shrunk = io.load_model(tmp_path / "s.keras")
     assert _widths(shrunk) == {"s0c0_conv": 2, "s1c0_conv": 4, "hidden": 8, "logits": 10}  # 8 -> 4 -> 2, 16 -> 8 -> 4
-    assert summary["steps"] == 2 and summary["distill_weight"] == tiny.shrink.distill_weight > 0
+    assert summary["steps"] == 2 and summary["distill_weight"] == 0.5
     curve = (tmp_path / "r" / "plots" / "metrics" / "val" / "accuracy.tsv").read_text().splitlines()
     assert [ln.split("\t")[0] for ln in curve[1:]] == ["0", "1"]  # step 2's epoch follows step 1's
     assert "in 2 steps" in __import__("train2infer.shrink.run", fromlist=["describe"]).describe(summary)
