@@ -7,6 +7,7 @@ Helpers that tests import live in ``helpers.py``.
 
 from __future__ import annotations
 
+import shutil
 import sys
 
 import train2infer  # noqa: F401  (first, before anything imports TensorFlow)
@@ -15,7 +16,7 @@ import train2infer  # noqa: F401  (first, before anything imports TensorFlow)
 
 import pytest
 
-from helpers import ROOT, TINY, params
+from helpers import ROOT, TINY, params, write_params
 
 sys.path.insert(0, str(ROOT / "tools"))
 
@@ -87,3 +88,13 @@ def trained_file(tmp_path_factory, trained):
     path = tmp_path_factory.mktemp("models") / "trained.keras"
     save_for_inference(trained, path)
     return path
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, prepared, trained_file):
+    """Tiny params, prepared data and a trained model, as the stages expect them (one per test module)."""
+    wd = tmp_path_factory.mktemp("stages")
+    write_params(wd / "params.yaml", TINY)
+    shutil.copytree(prepared, wd / "prepared")
+    shutil.copyfile(trained_file, wd / "trained.keras")
+    return wd

@@ -107,20 +107,9 @@ def test_a_missing_empty_or_broken_params_file_is_one_line(tmp_path, content, cu
     assert_clean_failure(run_stage("check", ["--out", "out/passed"], tmp_path), tmp_path, culprit)
 
 
-@pytest.fixture(scope="module")
-def wd(tmp_path_factory, prepared, trained_file):
-    from helpers import write_params
-
-    wd = tmp_path_factory.mktemp("bad-files")
-    write_params(wd / "params.yaml", TINY)
-    shutil.copytree(prepared, wd / "prepared")
-    shutil.copyfile(trained_file, wd / "trained.keras")
-    return wd
-
-
-def _broken_data(wd, tmp_path, what: str):
+def _broken_data(workdir, tmp_path, what: str):
     bad = tmp_path / "prepared"
-    shutil.copytree(wd / "prepared", bad)
+    shutil.copytree(workdir / "prepared", bad)
     if what == "empty_npz":
         np.savez(bad / "train.npz", x=np.zeros((0, 16, 16, 1), np.uint8), y=np.zeros(0, np.int64))
     elif what == "no_meta":
@@ -138,10 +127,10 @@ def _broken_data(wd, tmp_path, what: str):
     ("shrink", "folder_model", "a folder, but not a SavedModel"),
     ("shrink", "missing_model", "model not found"),
 ])
-def test_a_corrupt_empty_or_missing_file_is_one_line(wd, tmp_path, stage, make, culprit):
+def test_a_corrupt_empty_or_missing_file_is_one_line(workdir, tmp_path, stage, make, culprit):
     data, model = "prepared", "trained.keras"
     if make in ("empty_npz", "no_meta", "truncated"):
-        data = str(_broken_data(wd, tmp_path, make))
+        data = str(_broken_data(workdir, tmp_path, make))
     elif make == "text_model":
         model = str(tmp_path / "m.keras")
         (tmp_path / "m.keras").write_text("not a model")
@@ -152,4 +141,4 @@ def test_a_corrupt_empty_or_missing_file_is_one_line(wd, tmp_path, stage, make, 
         model = str(tmp_path / "gone.keras")
     args = (["--data", data, "--model", "out/m.keras", "--reports", "out/r", "--backup", "out/b"] if stage == "train"
             else ["--data", data, "--model-in", model, "--model-out", "out/s.keras", "--reports", "out/r"])
-    assert_clean_failure(run_stage(stage, args, wd), wd, culprit)
+    assert_clean_failure(run_stage(stage, args, workdir), workdir, culprit)

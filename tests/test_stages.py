@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from helpers import TINY, assert_clean_failure, run_stage, write_params
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory, prepared, trained_file):
-    """tiny params, prepared data and a trained model, as the stages expect them."""
-    wd = tmp_path_factory.mktemp("stages")
-    write_params(wd / "params.yaml", TINY)
-    shutil.copytree(prepared, wd / "prepared")
-    shutil.copyfile(trained_file, wd / "trained.keras")
-    return wd
 
 
 def test_train_on_missing_prepared_data(workdir):
