@@ -143,9 +143,11 @@ def test_queued_two_point_sweep_runs_and_is_summarised(tmp_path):
     dvc("exp", "run", "-n", "small-images", *args, "-S", "prepare.image_size=12", cwd=proj)
     benched = module("bench", "--out", "reports/sweep")
     bench = json.loads((proj / "reports" / "sweep" / "bench.json").read_text())
-    assert len(bench["sessions"]) == 2 and bench["experiments"]["small-images"]["session"] == 1
-    assert bench["sessions"][1]["experiments"] == ["small-images"]
-    assert {bench["experiments"][n]["session"] for n in names} == {0}
+    # (sessions in the order dvc exp show lists the experiments: newest first)
+    own = bench["experiments"]["small-images"]["session"]
+    assert len(bench["sessions"]) == 2 and bench["sessions"][own]["experiments"] == ["small-images"]
+    assert {bench["experiments"][n]["session"] for n in names} == {1 - own}
+    assert bench["sessions"][own]["data"] != bench["sessions"][1 - own]["data"]
     text = (proj / "reports" / "sweep" / "README.md").read_text()
     assert "ran on 2 different prepared datasets" in text and "2 interleaved sessions, one per prepared dataset" in text
     assert (proj / "reports" / "sweep" / "latency-1.png").stat().st_size > 5000
