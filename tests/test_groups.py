@@ -125,8 +125,8 @@ def _dead_removal_is_exact(model, seed=0, image=None):
     kill_classes(model, deps, victims)
     x = rng.uniform(0, 1, (8, *(image or model.input_shape[1:]))).astype(np.float32)
     chosen = channels.plan(model, x, "dead", keep=1.0)
-    assert victims <= chosen["removed"]
-    shrunk = groups.slice_model(model, chosen["deps"], chosen["removed"])
+    assert victims <= chosen.removed
+    shrunk = groups.slice_model(model, chosen.deps, chosen.removed)
     assert work.summary(shrunk)["macs"] < work.summary(model)["macs"]
     want, got = graph.to_float64(model)(x.astype(np.float64)), graph.to_float64(shrunk)(x.astype(np.float64))
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)  # exact, up to float64 rounding
@@ -141,7 +141,7 @@ def _dead_removal_is_exact(model, seed=0, image=None):
 def test_removing_dead_channels_of_every_layer_kind_keeps_the_outputs():
     model = every_kind_model()
     chosen, shrunk = _dead_removal_is_exact(model)
-    kept = {r["name"]: r for r in chosen["groups"]}
+    kept = {r["name"]: r for r in chosen.groups}
     assert kept["stem"]["kept"] < 16 and kept["down"]["kept"] < 12 and kept["hidden"]["kept"] < 16
     assert kept["mix"]["kept"] == 16 and kept["mix"]["pinned"]  # pinned by the custom layer: left whole
     assert shrunk.get_layer("dw2").output_shape[-1] == 2 * kept["stem"]["kept"]
@@ -155,7 +155,39 @@ def test_removing_dead_channels_of_every_layer_kind_keeps_the_outputs():
 def test_removing_dead_channels_of_a_standard_architecture_keeps_the_outputs(arch):
     model = builders.build_application((32, 32, 3), 10, arch=arch)
     chosen, _ = _dead_removal_is_exact(model)
-    free = [r for r in chosen["groups"] if not r["pinned"]]
+    free = [r for r in chosen.groups if not r["pinned"]]
     assert len(free) >= 10 and all(r["kept"] < r["width"] for r in free)
-    assert {r["pinned"] for r in chosen["groups"] if r["pinned"]} == {
+    assert {r["pinned"] for r in chosen.groups if r["pinned"]} == {
         f"{model.layers[0].name}: the model's input", "logits: the model's output"}
+
+
+def test_the_built_in_resnet_couples_each_residual_stage_and_shrinks_exactly():
+    model = builders.build_resnet((16, 16, 3), 10, filters=(8, 16, 16), residual_blocks=(0, 1, 1))
+    deps = groups.dependencies(model)
+    # a stage's conv, its pooling and both blocks' second convs feed the adds: one group per stage
+    assert _group(deps, "s1_conv").sources == ["s1_conv", "s1r0c1_conv"]
+    assert _group(deps, "s2_conv").sources == ["s2_conv", "s2r0c1_conv"]
+    assert len(_group(deps, "s1r0c0_conv").classes) == 16  # a block's inner conv is free on its own
+    chosen, shrunk = _dead_removal_is_exact(model)
+    kept = {r["name"]: r["kept"] for r in chosen.groups}
+    assert shrunk.get_layer("s1r0_add").output_shape[-1] == kept["s1_conv"] < 16
+
+
+def test_a_registered_custom_layer_is_shrunk_instead_of_pinned():
+    """docs/pruning.md's example: one ``register`` call and the user's layer is understood."""
+    from train2infer.models import rules
+
+    model = every_kind_model()
+    scale = type(model.get_layer("custom"))
+    assert rules.rule_for(model.get_layer("custom")) is None
+    rules.register(scale, channels="per_channel", slice=lambda layer, i, o: ({}, [layer.get_weights()[0][o]]))
+    try:
+        deps = groups.dependencies(model)
+        assert "custom" not in deps.pinned and not _group(deps, "mix").pinned
+        chosen, shrunk = _dead_removal_is_exact(model)  # its weights sliced with the channels: same outputs
+        kept = {r["name"]: r["kept"] for r in chosen.groups}["mix"]
+        assert kept < 16 and shrunk.get_layer("custom").get_weights()[0].shape == (kept,)
+    finally:
+        rules.RULES.pop(scale)
+    with pytest.raises(ValueError, match="unknown channels rule 'sideways'"):
+        rules.register(scale, channels="sideways")

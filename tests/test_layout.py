@@ -162,3 +162,27 @@ def test_every_model_is_a_dvc_artifact_of_a_declared_output():
         if a["path"].endswith(".keras"):
             source = a["path"].split("/")[-1].removesuffix(".keras")
             assert a["labels"] == [f"source-{source}", "format-keras", "precision-float32"], name
+
+
+def test_layer_kinds_are_known_in_one_registry():
+    """Coupling, slicing, filter norms, multiply-adds and BatchNorm folding ask ``models.rules``;
+    the modules that do that work name no layer class of their own but the few they are about
+    (the input, the BatchNorm that folds, the ReLU that fuses after it)."""
+    import re
+
+    from train2infer.models import rules
+
+    allowed = {"InputLayer", "BatchNormalization", "ReLU", "Activation", "Layer"}
+    for module in ("models/groups.py", "models/work.py", "models/graph.py", "shrink/channels.py"):
+        named = set(re.findall(r"\b(?:L|keras\.layers)\.([A-Z]\w*)", (PKG / module).read_text()))
+        assert named <= allowed, f"{module} names {sorted(named - allowed)}: give them a rule in models/rules.py"
+    import tf_keras as keras
+
+    kinds = {"reader": keras.layers.Conv2D, "depthwise": keras.layers.DepthwiseConv2D, "merge": keras.layers.Add,
+             "concat": keras.layers.Concatenate, "flatten": keras.layers.Flatten,
+             "per_channel": keras.layers.BatchNormalization}
+    for channels, kind in kinds.items():
+        assert rules.RULES[kind].channels == channels
+    for kind, rule in rules.RULES.items():  # a reader can be sliced, normed and counted; folding is a flag
+        assert rule.channels != "reader" or None not in (rule.slice, rule.filters, rule.macs), kind
+    assert callable(rules.register) and "register" in (ROOT / "docs" / "pruning.md").read_text()

@@ -227,3 +227,19 @@ def test_a_users_model_loads_from_every_keras_format(tmp_path, suffix):
     images = np.random.default_rng(0).random((2, 8, 8, 1)).astype("float32")
     np.testing.assert_array_equal(loaded(images).numpy(), model(images).numpy())
     assert notes == []
+
+
+def test_resnet_is_resnet9_shaped_and_counts_by_hand():
+    import tf_keras as keras
+
+    m = builders.build_resnet((32, 32, 3), 10, filters=(16, 32, 64, 128), residual_blocks=(0, 1, 0, 1))
+    kinds = [type(layer).__name__ for layer in m.layers]
+    assert kinds.count("Conv2D") == 8 and kinds.count("Add") == 2 and kinds.count("MaxPooling2D") == 3
+    assert m.get_layer("s1r0_add").output_shape == (None, 16, 16, 32)
+    assert m.get_layer("s3r0_add").output_shape == (None, 4, 4, 128) and m.output_shape == (None, 10)
+    macs = {r["layer"]: r["macs"] for r in work.layer_macs(m)}
+    by_hand = {"s0_conv": 32 * 32 * 9 * 3 * 16, "s1_conv": 32 * 32 * 9 * 16 * 32, "s1r0c0_conv": 16 * 16 * 9 * 32 * 32,
+               "s2_conv": 16 * 16 * 9 * 32 * 64, "s3_conv": 8 * 8 * 9 * 64 * 128, "s3r0c1_conv": 4 * 4 * 9 * 128 * 128}
+    assert all(macs[k] == v for k, v in by_hand.items())
+    assert 23e6 < work.summary(m)["macs"] < 25e6
+    assert isinstance(m.get_layer("s3r0_add"), keras.layers.Add)

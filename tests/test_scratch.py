@@ -15,7 +15,7 @@ from train2infer.shrink import channels
 def test_scratch_trains_the_shrunk_architecture_from_fresh_weights(tmp_path, tiny, prepared, trained, digits):
     splits, _ = digits
     chosen = channels.plan(trained, to_float(splits["train"][0][:200]), "l1", 0.5)
-    shrunk = groups.slice_model(trained, chosen["deps"], chosen["removed"])
+    shrunk = groups.slice_model(trained, chosen.deps, chosen.removed)
     io.save_for_inference(shrunk, tmp_path / "shrunk.keras")
     (tmp_path / "train.json").write_text(json.dumps({"epochs_run": 2}))
     summary = scratch.run(tiny.scratch, tiny.train, 1, 0, prepared, tmp_path / "shrunk.keras", tmp_path / "train.json",

@@ -32,11 +32,11 @@ def test_removing_only_dead_channels_keeps_the_outputs(trained, digits):
     _kill(model, "s1c0_bn", [0, 3, 9])
     x = to_float(splits["train"][0])
     chosen = channels.plan(model, x, "dead", keep=1.0)
-    rows = {r["name"]: r for r in chosen["groups"]}
+    rows = {r["name"]: r for r in chosen.groups}
     assert rows["s0c0_conv"]["dead"] >= 2 and rows["s1c0_conv"]["dead"] >= 3
     assert rows["s0c0_conv"]["tensors"] == ["s0c0_conv", "s0c0_bn", "s0c0_relu", "s0_pool"]
-    assert not {1, 5} & set(np.flatnonzero(chosen["deps"].kept(chosen["removed"])["s0c0_conv"] == 0))
-    shrunk = groups.slice_model(model, chosen["deps"], chosen["removed"])
+    assert not {1, 5} & set(np.flatnonzero(chosen.deps.kept(chosen.removed)["s0c0_conv"] == 0))
+    shrunk = groups.slice_model(model, chosen.deps, chosen.removed)
     widths = _widths(shrunk)
     assert widths == {n: r["kept"] for n, r in rows.items() if not r["pinned"]} | {"logits": 10}
     assert shrunk.get_layer("s0c0_bn").get_weights()[0].shape == (widths["s0c0_conv"],)
@@ -52,18 +52,18 @@ def test_norm_criteria_keep_the_requested_widths(trained, digits, criterion):
     splits, _ = digits
     x = to_float(splits["train"][0][:500])
     chosen = channels.plan(trained, x, criterion, keep=0.5, min_channels=2, exclude=["hidden"])
-    rows = {r["name"]: r for r in chosen["groups"]}
+    rows = {r["name"]: r for r in chosen.groups}
     assert rows["hidden"]["pinned"] == "shrink.exclude matches 'hidden'"
     assert rows["logits"]["pinned"] == "logits: the model's output"  # the classifier is never pruned
-    shrunk = groups.slice_model(trained, chosen["deps"], chosen["removed"])
+    shrunk = groups.slice_model(trained, chosen.deps, chosen.removed)
     assert _widths(shrunk) == {"s0c0_conv": 4, "s1c0_conv": 8, "hidden": 32, "logits": 10}
     # the kept filters are exactly the surviving weights of the original, the ones with the largest norms
-    kept = chosen["deps"].kept(chosen["removed"])["s0c0_conv"]
+    kept = chosen.deps.kept(chosen.removed)["s0c0_conv"]
     k0 = trained.get_layer("s0c0_conv").get_weights()[0]
     np.testing.assert_array_equal(shrunk.get_layer("s0c0_conv").get_weights()[0], k0[..., kept])
     bn = graph.bn_scale(trained.get_layer("s0c0_bn"))
     norms = channels.filter_norms(trained.get_layer("s0c0_conv"), 1 if criterion == "l1" else 2, bn)
-    deps = chosen["deps"]
+    deps = chosen.deps
     alive = channels.alive_classes(trained, deps, x)
     live = np.array([c in alive for c in deps.index["s0c0_conv"]])
     dropped = np.setdiff1d(np.flatnonzero(live), kept)
@@ -73,13 +73,13 @@ def test_norm_criteria_keep_the_requested_widths(trained, digits, criterion):
 def test_kept_widths_round_up_to_a_multiple_and_global_ranking_spreads_the_cut(trained, digits):
     x = to_float(digits[0]["train"][0][:200])
     for keep, round_to in [(0.3, 1), (0.3, 4), (0.6, 8)]:
-        rows = {r["name"]: r for r in channels.plan(trained, x, "l1", keep, 1, (), round_to)["groups"]}
+        rows = {r["name"]: r for r in channels.plan(trained, x, "l1", keep, 1, (), round_to).groups}
         for name, width in {"s0c0_conv": 8, "s1c0_conv": 16, "hidden": 32}.items():
             live = width - rows[name]["dead"]
             want = min(width, -(-min(live, round(keep * width)) // round_to) * round_to)
             assert rows[name]["kept"] == want, (keep, round_to, name)
     chosen = channels.plan(trained, x, "l1", 0.5, 3, (), 1, "global")
-    free = [r for r in chosen["groups"] if not r["pinned"]]
+    free = [r for r in chosen.groups if not r["pinned"]]
     assert all(r["kept"] >= 3 for r in free)  # no group emptied
     assert sum(r["kept"] for r in free) == pytest.approx(0.5 * sum(r["width"] for r in free), abs=3)
 

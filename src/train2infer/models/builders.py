@@ -56,6 +56,57 @@ def build_cnn(
     return keras.Model(inputs, classifier(x, num_classes, dropout, seed, seed + k + 1, output_dtype), name="cnn")
 
 
+def build_resnet(
+    input_shape: Sequence[int],
+    num_classes: int,
+    filters: Sequence[int] = (16, 32, 64, 128),
+    residual_blocks: Sequence[int] = (0, 1, 0, 1),
+    dropout: float = 0.0,
+    bn_momentum: float = 0.9,
+    seed: int = 0,
+    output_dtype: str = "float32",
+) -> keras.Model:
+    """A ResNet-9-style network (D. Page, "How to train your ResNet", 2018), at any width.
+
+    Stage 0 is one ``Conv2D 3x3 -> BN -> ReLU`` at full resolution (the "prep" layer); every
+    later stage is a conv block, 2x2 max pooling, then ``residual_blocks[s]`` blocks of two
+    conv blocks added to their input (``x + f(x)``, identity shortcut). Global average pooling,
+    dropout and the classifier end it. With widths (64, 128, 256, 512) this is Page's network
+    (~380 M MACs on 32x32); a quarter of them makes ~24 M. Names: ``s{stage}_conv``,
+    ``s{stage}r{block}c{conv}_conv`` (``_bn``, ``_relu``), ``s{stage}r{block}_add``, ``s{stage}_pool``.
+
+    Args:
+        input_shape: ``(height, width, channels)``.
+        num_classes: Number of output logits.
+        filters: Width of each stage (stage 0 does not pool).
+        residual_blocks: Residual blocks after each stage's pooling; as long as ``filters``.
+        dropout: Dropout rate before the classifier.
+        bn_momentum: BatchNormalization momentum.
+        seed: Seed for the weight initialisers.
+        output_dtype: dtype of the logits.
+
+    Returns:
+        An uncompiled functional model named ``resnet``.
+    """
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x, k = inputs, 0
+    for s, (width, blocks) in enumerate(zip(filters, residual_blocks)):
+        x = conv_bn_relu(x, keras.layers.Conv2D, f"s{s}", seed + k, bn_momentum, "conv", filters=width,
+                         kernel_size=3, padding="same")
+        k += 1
+        if s:
+            x = keras.layers.MaxPooling2D(name=f"s{s}_pool")(x)
+        for b in range(blocks):
+            y = x
+            for c in range(2):
+                y = conv_bn_relu(y, keras.layers.Conv2D, f"s{s}r{b}c{c}", seed + k, bn_momentum, "conv",
+                                 filters=width, kernel_size=3, padding="same")
+                k += 1
+            x = keras.layers.Add(name=f"s{s}r{b}_add")([x, y])
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inputs, classifier(x, num_classes, dropout, seed, seed + k + 1, output_dtype), name="resnet")
+
+
 def conv_bn_relu(x, layer, name: str, seed: int, bn_momentum: float, suffix: str, **conv):
     """``layer(**conv)`` without bias (He-initialised), BatchNormalization, ReLU, named
     ``{name}_{suffix}``, ``{name}[_{suffix}]_bn`` and ``..._relu`` (the conv's suffix is
@@ -188,7 +239,8 @@ def build_application(
 
 def build_model(name: str, input_shape: Sequence[int], num_classes: int, seed: int, **options) -> keras.Model:
     """Build the model called ``name`` (the ``model.name`` parameter) with its options."""
-    builders = {"cnn": build_cnn, "mobilenet": build_mobilenet, "application": build_application}
+    builders = {"cnn": build_cnn, "resnet": build_resnet, "mobilenet": build_mobilenet,
+                "application": build_application}
     if name not in builders:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(builders)}")
     return builders[name](input_shape, num_classes, seed=seed, **options)

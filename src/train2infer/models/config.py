@@ -13,7 +13,7 @@ from typing import ClassVar, Optional
 
 from train2infer.core.params import ParamError, choice, listed, ranged
 
-MODELS = ("cnn", "mobilenet", "application", "file")
+MODELS = ("cnn", "resnet", "mobilenet", "application", "file")
 # tf_keras.applications built here (weights=None: nothing downloads), and whether they take ``alpha``.
 ARCHS = {"MobileNetV2": True, "MobileNetV3Small": True, "MobileNetV3Large": True, "ResNet50": False,
          "EfficientNetB0": False, "DenseNet121": False}
@@ -37,6 +37,28 @@ class CnnConfig:
     def min_image_size(self) -> int:
         """Each stage ends in a 2x2 max pooling (valid), which needs at least 2x2 pixels."""
         return 2 ** len(self.filters)
+
+
+@dataclass
+class ResNetConfig:
+    """``model=resnet``: ResNet-9-style stages (conv, pooling, residual blocks of two convs)."""
+
+    SECTION: ClassVar[str] = "model"
+    name: str = choice(*MODELS)
+    path: str
+    filters: list[int] = listed("stage width", lo=1)
+    residual_blocks: list[int] = listed("residual blocks of a stage", lo=0)
+    dropout: float = ranged(0, 1, hi_open=True)
+    bn_momentum: float = ranged(0, 1, hi_open=True)
+
+    def check(self) -> None:
+        if len(self.residual_blocks) != len(self.filters):
+            raise ParamError("residual_blocks", self.residual_blocks, f"needs one entry per stage of model.filters "
+                             f"({len(self.filters)})")
+
+    def min_image_size(self) -> int:
+        """Every stage after the first ends in a 2x2 max pooling (valid)."""
+        return 2 ** (len(self.filters) - 1)
 
 
 @dataclass
@@ -102,7 +124,7 @@ class FileConfig:
         return 1
 
 
-SCHEMAS: dict[str, type] = {"cnn": CnnConfig, "mobilenet": MobileNetConfig, "application": ApplicationConfig,
+SCHEMAS: dict[str, type] = {"cnn": CnnConfig, "resnet": ResNetConfig, "mobilenet": MobileNetConfig, "application": ApplicationConfig,
                             "file": FileConfig}
 
 

@@ -12,6 +12,8 @@ from typing import Iterator
 import numpy as np
 import tf_keras as keras
 
+from train2infer.models.rules import rule_for
+
 L = keras.layers
 
 
@@ -170,8 +172,8 @@ def _foldable_source(model, bn, inputs, consumers, calls):
         return None
     axis = bn.axis[0] if isinstance(bn.axis, (list, tuple)) else bn.axis
     src = model.get_layer(inputs[bn.name][0])
-    conv = type(src) in (L.Conv2D, L.DepthwiseConv2D)
-    if not conv or axis not in (-1, len(src.output_shape) - 1) or calls[src.name] != 1 \
+    rule = rule_for(src)
+    if rule is None or not rule.folds_bn or axis not in (-1, len(src.output_shape) - 1) or calls[src.name] != 1 \
             or consumers.get(src.name) != [bn.name] or src.get_config().get("activation") != "linear":
         return None
     return src
@@ -181,7 +183,7 @@ def _folded_weights(conv, bn) -> list[np.ndarray]:
     w = conv.get_weights()
     kernel, bias = w[0], (w[1] if len(w) > 1 else 0.0)
     s = bn_scale(bn)
-    if isinstance(conv, L.DepthwiseConv2D):  # kernel (kh, kw, C, mult); output channel = c * mult + m
+    if rule_for(conv).channels == "depthwise":  # kernel (kh, kw, C, mult); output channel = c * mult + m
         kernel = kernel * s.reshape(1, 1, kernel.shape[2], kernel.shape[3])
     else:
         kernel = kernel * s

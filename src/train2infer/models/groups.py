@@ -2,17 +2,11 @@
 
 Removing output channel ``j`` of a convolution removes channel ``j`` of every tensor it flows
 into until a layer that mixes channels reads it. :func:`dependencies` finds these couplings on
-the model's config, one *channel class* per set of channels that must go together:
-
-* per-channel layers (BatchNormalization, activations incl. hard-swish / swish ops, pooling,
-  padding, dropout, depthwise convolutions, reshapes that keep the last axis such as squeeze-
-  excite's ``[1, 1, C]``) tie output channel ``c`` to input channel ``c``;
-* element-wise merges (Add, Subtract, Multiply, Maximum, Minimum, Average, and ``x * y`` ops)
-  tie channel ``c`` of all inputs and the output (an input broadcast over channels is not tied);
-* Concatenate ties its output channels to slices of its inputs; Flatten ties channel ``c`` to
-  every ``p * C + c``; a depthwise multiplier ``m`` ties input ``c`` to outputs ``c*m .. c*m+m-1``;
-* *readers* take channels in and make new ones (Conv2D, Dense, SeparableConv2D,
-  Conv2DTranspose): they end a class, and their outputs start new ones.
+the model's config, one *channel class* per set of channels that must go together, by each
+layer's rule in :mod:`train2infer.models.rules` (per-channel layers tie output ``c`` to input
+``c``; merges tie channel ``c`` of all inputs; a concatenation maps slices; Flatten ties ``c`` to
+every ``p * C + c``; a depthwise multiplier ``m`` ties input ``c`` to outputs ``c*m .. c*m+m-1``;
+*readers* such as Conv2D and Dense end a class and their outputs start new ones).
 
 Classes that touch the model's input or output, or a layer not understood here (a custom layer,
 a grouped convolution, LayerNormalization, a layer called twice...), are *pinned*: never removed.
@@ -30,22 +24,10 @@ import numpy as np
 import tf_keras as keras
 
 from train2infer.models.graph import edit, functional, wiring
-from train2infer.models.work import ELEMENTWISE_FUNCTIONS, MERGES
+from train2infer.models.rules import channels_of, is_reader, rule_for
 
 L = keras.layers
-READERS = (L.Conv2D, L.Dense, L.SeparableConv2D)  # Conv2DTranspose and DepthwiseConv2D are Conv2Ds
-PER_CHANNEL = (L.BatchNormalization, L.ReLU, L.PReLU, L.LeakyReLU, L.ELU, L.ThresholdedReLU, L.Activation,
-               L.MaxPooling2D, L.AveragePooling2D, L.GlobalAveragePooling2D, L.GlobalMaxPooling2D, L.Dropout,
-               L.SpatialDropout2D, L.GaussianNoise, L.GaussianDropout, L.AlphaDropout, L.ZeroPadding2D,
-               L.Cropping2D, L.UpSampling2D, L.Rescaling, L.Normalization, L.ActivityRegularization)
-MERGE_LAYERS = tuple(MERGES)  # Add, Subtract, Multiply, Maximum, Minimum, Average
-# TF ops (``x + 3``, ``x * y``, ``tf.nn.relu6(x)``) that work element by element: work.py's
-# arithmetic ones and the unary ones.
-ELEMENTWISE_OPS = ELEMENTWISE_FUNCTIONS | {
-    "__operators__.neg", "__operators__.pow", "math.negative", "math.abs", "math.square", "math.sqrt", "math.exp",
-    "math.pow", "math.sigmoid", "math.tanh", "nn.relu", "nn.relu6", "nn.sigmoid", "nn.swish", "nn.silu", "nn.gelu",
-    "nn.elu", "nn.selu", "nn.leaky_relu", "clip_by_value"}
-CROSS_CHANNEL_ACTIVATIONS = {"softmax", "log_softmax"}
+__all__ = ["Dependencies", "Group", "dependencies", "is_reader", "slice_model"]
 
 
 @dataclass
@@ -105,12 +87,6 @@ class _Classes:
         return np.array([self.find(self.offset[name] + c) for c in range(size)], dtype=np.int64)
 
 
-def is_reader(layer) -> bool:
-    """A layer that reads channels in and creates new ones: Conv2D (not depthwise), Dense,
-    SeparableConv2D, Conv2DTranspose."""
-    return isinstance(layer, READERS) and not isinstance(layer, L.DepthwiseConv2D)
-
-
 def width(layer: L.Layer) -> int | None:
     """Last-axis size of a layer's single output; None for several outputs."""
     try:
@@ -149,7 +125,8 @@ def dependencies(model: keras.Model) -> Dependencies:
 
 
 def _couple(layer, srcs: list[str], layers: dict, classes: _Classes, sizes: dict) -> str | None:
-    """Tie ``layer``'s output channels to its inputs'; the reason it is not understood, or None."""
+    """Tie ``layer``'s output channels to its inputs' by its rule (:mod:`train2infer.models.rules`);
+    the reason it is not understood, or None."""
     name, out = layer.name, sizes[layer.name]
     if isinstance(layer, L.InputLayer):
         return "the model's input"
@@ -157,68 +134,30 @@ def _couple(layer, srcs: list[str], layers: dict, classes: _Classes, sizes: dict
         return "has several outputs or an input with several outputs"
     if getattr(layer, "data_format", "channels_last") != "channels_last":
         return f"data_format {layer.data_format} (channels are not the last axis)"
-    if len(srcs) == 1 and isinstance(layer, L.DepthwiseConv2D):
-        m = layer.depth_multiplier
+    rule, kind = rule_for(layer), channels_of(layer)
+    if kind == "reader":
+        return None
+    if kind == "depthwise" and len(srcs) == 1:
+        m = out // sizes[srcs[0]]
         classes.tie(srcs[0], np.repeat(np.arange(sizes[srcs[0]]), m), name, np.arange(out))
-        return None
-    if is_reader(layer):
-        groups = getattr(layer, "groups", 1)
-        return f"grouped convolution ({groups} groups)" if groups != 1 else None
-    if len(srcs) == 1 and _per_channel(layer) and sizes[srcs[0]] == out:
+    elif kind == "per_channel" and len(srcs) == 1 and sizes[srcs[0]] == out:
         classes.tie(srcs[0], range(out), name, range(out))
-        return None
-    if len(srcs) == 1 and isinstance(layer, L.Flatten):
-        c = sizes[srcs[0]]
-        classes.tie(srcs[0], np.arange(out) % c, name, np.arange(out))
-        return None
-    if isinstance(layer, L.Concatenate) and layer.axis in (-1, len(layer.output_shape) - 1):
+    elif kind == "flatten" and len(srcs) == 1:
+        classes.tie(srcs[0], np.arange(out) % sizes[srcs[0]], name, np.arange(out))
+    elif kind == "concat":
         start = 0
         for s in srcs:
             classes.tie(s, range(sizes[s]), name, range(start, start + sizes[s]))
             start += sizes[s]
-        return None
-    if _merge(layer) and all(sizes[s] in (out, 1) for s in srcs):
+    elif kind == "merge" and all(sizes[s] in (out, 1) for s in srcs):
         for s in srcs:
             if sizes[s] == out:
                 classes.tie(s, range(out), name, range(out))
-        return None
-    return f"{type(layer).__name__} is not known to keep channels apart"
-
-
-def _per_channel(layer) -> bool:
-    if isinstance(layer, L.Activation):
-        return layer.get_config()["activation"] not in CROSS_CHANNEL_ACTIVATIONS
-    if isinstance(layer, L.Normalization):
-        return layer.axis in ((-1,), (len(layer.output_shape) - 1,)) and layer.input_mean is None
-    if isinstance(layer, L.Rescaling):
-        return np.ndim(layer.scale) == 0 and np.ndim(layer.offset) == 0
-    if isinstance(layer, L.BatchNormalization):
-        axis = layer.axis[0] if isinstance(layer.axis, (list, tuple)) else layer.axis
-        return axis in (-1, len(layer.output_shape) - 1)
-    if isinstance(layer, L.Reshape):  # channels innermost: same last axis = same channel at a new position
-        return True
-    if type(layer).__name__ == "TFOpLambda":
-        return _elementwise_op(layer)
-    return isinstance(layer, PER_CHANNEL)
-
-
-def _merge(layer) -> bool:
-    if type(layer).__name__ == "TFOpLambda":
-        return _elementwise_op(layer)
-    return isinstance(layer, MERGE_LAYERS)
-
-
-def _elementwise_op(layer) -> bool:
-    """A TF op (``x + 3``, ``x * y``) that works element by element, with scalar constants only
-    (``x * per_channel_array`` would need its constant sliced too)."""
-    import tensorflow as tf
-
-    if layer.get_config()["function"] not in ELEMENTWISE_OPS:
-        return False
-    node = layer.inbound_nodes[0]
-    constants = [a for a in tf.nest.flatten((node.call_args, node.call_kwargs)) if not tf.is_tensor(a)
-                 and type(a).__name__ != "KerasTensor"]
-    return all(np.ndim(a) == 0 for a in constants if a is not None)
+    elif rule is not None and not rule.applies(layer):
+        return rule.why(layer)
+    else:
+        return f"{type(layer).__name__} is not known to keep channels apart"
+    return None
 
 
 def _pinned_classes(model, pins: dict, inputs: dict, index: dict) -> dict[int, str]:
@@ -285,27 +224,12 @@ def slice_model(model: keras.Model, deps: Dependencies, removed: set[int]) -> ke
 
 
 def _sliced(layer, i, o) -> tuple[dict, list] | None:
-    """New config entries and weights of ``layer`` keeping input channels ``i`` and output channels ``o``."""
-    w = layer.get_weights()
-    bias = [w[-1][o]] if getattr(layer, "use_bias", False) else []
-    if isinstance(layer, L.DepthwiseConv2D):
-        kernel = w[0][:, :, i, :]
-        return {}, [kernel] + ([w[1].reshape(-1, kernel.shape[-1])[i].ravel()] if len(w) > 1 else [])
-    if isinstance(layer, L.SeparableConv2D):
-        m = w[0].shape[-1]
-        rows = (i[:, None] * m + np.arange(m)).ravel()
-        return {"filters": len(o)}, [w[0][:, :, i, :], w[1][:, :, rows][..., o]] + bias
-    if isinstance(layer, L.Conv2DTranspose):  # kernel (kh, kw, out, in)
-        return {"filters": len(o)}, [w[0][:, :, o][..., i]] + bias
-    if isinstance(layer, L.Conv2D):
-        return {"filters": len(o)}, [w[0][:, :, i][..., o]] + bias
-    if isinstance(layer, L.Dense):
-        return {"units": len(o)}, [w[0][i][:, o]] + bias
-    if isinstance(layer, L.Reshape):
-        return {"target_shape": (*layer.target_shape[:-1], len(o))}, w
-    if isinstance(layer, (L.BatchNormalization, L.PReLU, L.Normalization)):
-        full = width(layer)
-        return {}, [a[..., o] if np.ndim(a) and a.shape[-1] == full else a for a in w]
-    if w:
-        raise ValueError(f"cannot slice the weights of {layer.name} ({type(layer).__name__})")
+    """New config entries and weights of ``layer`` keeping input channels ``i`` and output channels
+    ``o``, by its rule's ``slice``; None for a layer without weights that needs no change."""
+    rule = rule_for(layer)
+    if rule is not None and rule.slice is not None:
+        return rule.slice(layer, i, o)
+    if layer.get_weights():
+        raise ValueError(f"cannot slice the weights of {layer.name} ({type(layer).__name__}): its rule has no "
+                         "slice (train2infer.models.rules.register)")
     return None

@@ -13,30 +13,23 @@ from typing import Iterator
 import numpy as np
 import tf_keras as keras
 
+from train2infer.models.rules import ACTIVATION_OPS, activation_name, rule_for
+
 L = keras.layers
-KERNEL_LAYERS = (L.Conv2D, L.Dense, L.DepthwiseConv2D, L.SeparableConv2D)  # Conv2DTranspose is a Conv2D
-# Element-wise layers: operations per output element = MERGES[type](number of inputs).
-MERGES = {L.Add: lambda n: n - 1, L.Subtract: lambda n: 1, L.Multiply: lambda n: n - 1,
-          L.Maximum: lambda n: n - 1, L.Minimum: lambda n: n - 1, L.Average: lambda n: n}
-# TFOpLambda functions (``x + 3``, ``tf.math.multiply``...) that do one operation per element.
-ELEMENTWISE_FUNCTIONS = {"__operators__.add", "__operators__.sub", "__operators__.truediv", "math.add",
-                         "math.subtract", "math.multiply", "math.truediv", "math.divide", "math.maximum",
-                         "math.minimum"}
-# Other layers with a fixed number of operations per output element: swish is x * sigmoid(beta * x)
-# (two multiplies in TensorFlow), Rescaling x * scale + offset, Normalization (x - mean) / std.
-PER_ELEMENT = {"swish": 2, "silu": 2, "Rescaling": 2, "Normalization": 2}
 KERNEL_OPS = {"Conv2D", "DepthwiseConv2dNative", "MatMul", "Conv2DBackpropInput"}  # TF counts 2 flops per MAC
 ELEMENTWISE_OPS = {"AddV2", "Add", "Sub", "Mul", "RealDiv", "Maximum", "Minimum", "AddN"}
+__all__ = ["activation_name"]  # re-exported for the reports
 
 
 def kernels(model: keras.Model) -> Iterator[tuple[L.Layer, L.Layer, np.ndarray]]:
-    """``(layer in the model, inner layer, kernel)`` for every Conv2D, DepthwiseConv2D and Dense
-    (a SeparableConv2D's pointwise kernel, which is what TF-MOT prunes)."""
+    """``(layer in the model, inner layer, kernel)`` for every layer whose rule names a kernel
+    (Conv2D, DepthwiseConv2D, Dense, a SeparableConv2D's pointwise kernel: what TF-MOT prunes);
+    a wrapper (TF-MOT's pruning wrapper) is seen through to its inner layer."""
     for layer in model.layers:
         inner = getattr(layer, "layer", layer)
-        if isinstance(inner, KERNEL_LAYERS):
-            kernel = (inner.depthwise_kernel if isinstance(inner, L.DepthwiseConv2D) else
-                      inner.pointwise_kernel if isinstance(inner, L.SeparableConv2D) else inner.kernel)
+        rule = rule_for(inner)
+        if rule is not None and rule.kernel is not None:
+            kernel = rule.kernel(inner)
             yield layer, inner, np.asarray(kernel.numpy() if hasattr(kernel, "numpy") else kernel)
 
 
@@ -55,45 +48,18 @@ def overall_sparsity(model: keras.Model) -> float:
 
 
 def kernel_macs(layer: L.Layer, inner: L.Layer) -> int:
-    """Multiply-adds of one kernel layer for one input image."""
-    out = layer.output_shape
-    if isinstance(inner, L.Dense):
-        return int(np.prod(out[1:-1], dtype=np.int64)) * inner.kernel.shape[0] * inner.kernel.shape[1]
-    h, w, c_out = out[1:]
-    if isinstance(inner, L.DepthwiseConv2D):
-        kh, kw = inner.depthwise_kernel.shape[:2]
-        return h * w * c_out * kh * kw
-    if isinstance(inner, L.SeparableConv2D):
-        kh, kw, c_in, mult = inner.depthwise_kernel.shape
-        return h * w * c_in * mult * (kh * kw + c_out)
-    if isinstance(inner, L.Conv2DTranspose):  # every input pixel scatters a kh x kw x c_out patch
-        kh, kw, _, c_in = inner.kernel.shape
-        _, ih, iw, _ = layer.input_shape
-        return ih * iw * c_in * kh * kw * c_out
-    kh, kw, c_in_per_group, _ = inner.kernel.shape
-    return h * w * c_out * kh * kw * c_in_per_group
+    """Multiply-adds of one kernel layer for one input image (its rule's ``macs``)."""
+    return int(rule_for(inner).macs(layer, inner))
 
 
 def elementwise_ops(layer: L.Layer) -> int | None:
-    """Operations of an element-wise layer (merges, ``x + 3``-style ops) per image, or None."""
-    kind = type(layer).__name__
-    if kind == "TFOpLambda":  # not exported by tf_keras.layers
-        per = 1 if layer.get_config().get("function") in ELEMENTWISE_FUNCTIONS else None
-    elif kind in PER_ELEMENT or isinstance(layer, L.Activation):
-        per = PER_ELEMENT.get(kind, PER_ELEMENT.get(activation_name(layer)))
-    else:
-        rule = next((f for t, f in MERGES.items() if isinstance(layer, t)), None)
-        n = len(layer.input_shape) if isinstance(layer.input_shape, list) else 1
-        per = rule(n) if rule else None
+    """Operations of an element-wise layer (merges, ``x + 3``-style ops, swish, Rescaling,
+    Normalization) per image (its rule's ``ops`` per output element), or None."""
+    rule = rule_for(layer)
+    per = rule.ops(layer) if rule is not None and rule.ops is not None else None
     if per is None:
         return None
     return per * int(np.prod(layer.output_shape[1:], dtype=np.int64))
-
-
-def activation_name(layer: L.Layer) -> str | None:
-    """The name of a layer's activation function (``activation`` config), if it has one."""
-    act = layer.get_config().get("activation")
-    return act if isinstance(act, str) else None
 
 
 def layer_macs(model: keras.Model) -> list[dict]:
@@ -112,7 +78,7 @@ def layer_macs(model: keras.Model) -> list[dict]:
     """
     rows = []
     for layer, inner, k in kernels(model):
-        fused = PER_ELEMENT.get(activation_name(inner), 0) * int(np.prod(layer.output_shape[1:], dtype=np.int64))
+        fused = ACTIVATION_OPS.get(activation_name(inner), 0) * int(np.prod(layer.output_shape[1:], dtype=np.int64))
         rows.append({"layer": inner.name, "type": type(inner).__name__, "kind": "kernel",
                      "macs": int(kernel_macs(layer, inner)) + fused, "nonzero": float(np.count_nonzero(k) / k.size)})
     for layer in model.layers:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -21,17 +22,18 @@ import tf_keras as keras
 from train2infer.core.params import check_patterns
 from train2infer.models.graph import bn_scale, functional
 from train2infer.models.groups import Dependencies, Group, dependencies
+from train2infer.models.rules import rule_for
 
 L = keras.layers
 
 
 def filter_norms(layer: L.Layer, order: int, scale: np.ndarray | None = None) -> np.ndarray:
-    """L1 (``order=1``) or L2 norm of each output filter of a reader layer (Conv2D, Dense,
-    SeparableConv2D's pointwise kernel, Conv2DTranspose), times ``scale`` per channel."""
-    w = layer.get_weights()
-    kernel = w[1] if isinstance(layer, L.SeparableConv2D) else w[0]
-    if isinstance(layer, L.Conv2DTranspose):  # (kh, kw, out, in)
-        kernel = np.moveaxis(kernel, 2, -1)
+    """L1 (``order=1``) or L2 norm of each output filter of a reader layer (its rule's ``filters``:
+    Conv2D, Dense, SeparableConv2D's pointwise kernel, Conv2DTranspose), times ``scale`` per channel."""
+    rule = rule_for(layer)
+    if rule is None or rule.filters is None:
+        raise ValueError(f"{layer.name} ({type(layer).__name__}) creates channels but its rule has no filters")
+    kernel = np.asarray(rule.filters(layer))
     norms = np.linalg.norm(kernel.reshape(-1, kernel.shape[-1]), ord=order, axis=0)
     return norms * (np.abs(scale) if scale is not None else 1.0)
 
@@ -76,8 +78,19 @@ def alive_classes(model: keras.Model, deps: Dependencies, x: np.ndarray, batch_s
     return alive & free
 
 
+@dataclass
+class Plan:
+    """What :func:`plan` chose: the model's channel dependencies, the classes to remove, and one
+    report row per group (``name``, ``width``, ``kept``, ``dead``, ``tensors``, ``sources``,
+    ``readers``, ``pinned``)."""
+
+    deps: Dependencies
+    removed: set[int]
+    groups: list[dict]
+
+
 def plan(model: keras.Model, x: np.ndarray, criterion: str, keep: float, min_channels: int = 1,
-         exclude: Sequence[str] = (), round_to: int = 1, ranking: str = "group") -> dict:
+         exclude: Sequence[str] = (), round_to: int = 1, ranking: str = "group") -> Plan:
     """Which channel classes to remove.
 
     Dead classes always go. ``dead`` removes only those; ``l1`` / ``l2`` keep, per group,
@@ -97,7 +110,7 @@ def plan(model: keras.Model, x: np.ndarray, criterion: str, keep: float, min_cha
         ranking: ``group`` or ``global``.
 
     Returns:
-        ``{"deps", "removed": set of class ids, "groups": [report entry per group]}``.
+        The :class:`Plan`.
     """
     check_patterns("exclude", exclude, [layer.name for layer in model.layers])  # a typo must not pass
     deps = dependencies(model)
@@ -107,35 +120,35 @@ def plan(model: keras.Model, x: np.ndarray, criterion: str, keep: float, min_cha
             g.pinned = f"shrink.exclude matches {hit!r}"
     alive = alive_classes(model, deps, x)
     free = [g for g in deps.groups if not g.pinned]
-    scores = {id(g): importance(model, deps, g, 2 if criterion == "l2" else 1) for g in free}
-    quota = _quota(free, scores, alive, criterion, keep, ranking)
+    scores = [importance(model, deps, g, 2 if criterion == "l2" else 1) for g in free]
+    quota = iter(zip(scores, _quota(free, scores, alive, criterion, keep, ranking)))  # in the order of free
     removed, rows = set(), []
     for g in deps.groups:
-        kept = g.classes if g.pinned else _choose(g, scores[id(g)], alive, quota[id(g)], min_channels, round_to)
+        kept = g.classes if g.pinned else _choose(g, *next(quota), alive, min_channels, round_to)
         removed.update(set(g.classes) - set(kept))
         rows.append({"name": g.name, "width": len(g.classes), "kept": len(kept),
                      "dead": 0 if g.pinned else sum(c not in alive for c in g.classes),
                      "tensors": g.tensors, "sources": g.sources, "readers": g.readers, "pinned": g.pinned})
-    return {"deps": deps, "removed": removed, "groups": rows}
+    return Plan(deps, removed, rows)
 
 
-def _quota(free: list[Group], scores: dict, alive: set, criterion: str, keep: float, ranking: str) -> dict:
-    """Per group, how many live classes to keep before the minimum and the rounding."""
-    live = {id(g): np.array([c in alive for c in g.classes]) for g in free}
+def _quota(free: list[Group], scores: list, alive: set, criterion: str, keep: float, ranking: str) -> list[int]:
+    """Per free group, how many live classes to keep before the minimum and the rounding."""
+    live = [np.array([c in alive for c in g.classes]) for g in free]
     if criterion == "dead":
-        return {id(g): int(live[id(g)].sum()) for g in free}
+        return [int(m.sum()) for m in live]
     if criterion not in ("l1", "l2"):
         raise ValueError(f"unknown channel criterion {criterion!r}")
     if ranking == "group":
-        return {id(g): min(int(live[id(g)].sum()), int(round(keep * len(g.classes)))) for g in free}
-    pooled = np.concatenate([scores[id(g)][live[id(g)]] for g in free] or [np.zeros(0)])
+        return [min(int(m.sum()), int(round(keep * len(g.classes)))) for g, m in zip(free, live)]
+    pooled = np.concatenate([s[m] for s, m in zip(scores, live)] or [np.zeros(0)])
     total = sum(len(g.classes) for g in free)
     n = min(len(pooled), int(round(keep * total)))
     threshold = np.sort(pooled)[::-1][n - 1] if n else np.inf
-    return {id(g): int(np.sum(scores[id(g)][live[id(g)]] >= threshold)) for g in free}
+    return [int(np.sum(s[m] >= threshold)) for s, m in zip(scores, live)]
 
 
-def _choose(g: Group, score: np.ndarray, alive: set, quota: int, min_channels: int, round_to: int) -> list[int]:
+def _choose(g: Group, score: np.ndarray, quota: int, alive: set, min_channels: int, round_to: int) -> list[int]:
     """The classes of ``g`` kept: live ones by importance, then (to reach the minimum or the
     rounding) the strongest dead ones."""
     n = min(len(g.classes), max(quota, min_channels))

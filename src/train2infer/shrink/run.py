@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from train2infer.core.publish import write_json
 from train2infer.prepared import load_meta, load_prepared, to_float
+
+if TYPE_CHECKING:  # TensorFlow loads inside run(), not when the stage script imports this module
+    from train2infer.shrink.channels import Plan
 
 
 def run(cfg, train_cfg, seed: int, data: str | Path, model_in: str | Path, model_out: Path, reports: Path) -> dict:
@@ -45,7 +49,7 @@ def run(cfg, train_cfg, seed: int, data: str | Path, model_in: str | Path, model
         if not skipped:
             chosen = channels.plan(trained, probe, cfg.criterion, cfg.step_keep(), cfg.min_channels, cfg.exclude,
                                    cfg.round_to, cfg.ranking)
-            if not chosen["removed"]:
+            if not chosen.removed:
                 skipped = "no channel can be removed (every group is pinned, or kept whole)"
         if skipped:
             untuned(live, fit.accuracy(trained, *val_xy))
@@ -60,7 +64,7 @@ def run(cfg, train_cfg, seed: int, data: str | Path, model_in: str | Path, model
                                        cfg.round_to, cfg.ranking)
             shrunk, acc = cut_and_tune(shrunk, chosen, cfg, epochs, sum(cfg.step_epochs()[:step]), ctx)
             acc_cut = acc if acc_cut is None else acc_cut
-            rows = rows or chosen["groups"]
+            rows = rows or chosen.groups
         io.save_for_inference(shrunk, model_out)
         live.summary.update(compare(trained, shrunk, val_xy, acc_cut, rows)
                             | {"criterion": cfg.criterion, "keep": cfg.keep, "ranking": cfg.ranking,
@@ -85,14 +89,14 @@ def offset_logger(live, offset: int):
     return OffsetLogger(live)
 
 
-def cut_and_tune(model, chosen: dict, cfg, epochs: int, offset: int, ctx: dict):
+def cut_and_tune(model, chosen: Plan, cfg, epochs: int, offset: int, ctx: dict):
     """One step: slice ``chosen``'s channels out of ``model``, then fine-tune it for ``epochs``
     (distilling from the trained model when ``cfg.distill_weight``). Returns the model and its
     validation accuracy right after the cut."""
     from train2infer import distill, fit
     from train2infer.models import groups
 
-    deps, removed = chosen["deps"], chosen["removed"]
+    deps, removed = chosen.deps, chosen.removed
     cut = groups.slice_model(model, deps, removed)
     acc_cut = fit.accuracy(cut, *ctx["val"])
     if not epochs:
@@ -108,7 +112,7 @@ def cut_and_tune(model, chosen: dict, cfg, epochs: int, offset: int, ctx: dict):
     return distill.student_of(tuned), acc_cut
 
 
-def pass_on(live, cfg, skipped: str, chosen: dict | None, model_in, model_out: Path, reports: Path) -> dict:
+def pass_on(live, cfg, skipped: str, chosen: Plan | None, model_in, model_out: Path, reports: Path) -> dict:
     """Nothing to cut: the trained model goes on as it is, and the reports say why."""
     shutil.copyfile(model_in, model_out)
     live.summary.update({"criterion": cfg.criterion, "skipped": skipped})
@@ -116,12 +120,12 @@ def pass_on(live, cfg, skipped: str, chosen: dict | None, model_in, model_out: P
     return dict(live.summary)
 
 
-def describe_groups(chosen: dict | None) -> dict:
+def describe_groups(chosen: Plan | None) -> dict:
     """``channels.json``: every group (width, kept, dead, the layers it runs through, why pinned)
     and every pinned layer with its reason."""
     if chosen is None:
         return {"groups": [], "pinned": {}}
-    return {"groups": chosen["groups"], "pinned": chosen["deps"].pinned}
+    return {"groups": chosen.groups, "pinned": chosen.deps.pinned}
 
 
 def compare(trained, shrunk, val_xy, acc_cut: float, rows: list[dict]) -> dict:
