@@ -83,6 +83,9 @@ def install() -> bool:
     os.dup2(write, 2)
     os.close(write)
     os.environ["T2I_QUIET_INSTALLED"] = str(os.getpid())
+    from train2infer.core import progress
+
+    progress.set_terminal(original)  # live progress lines go around the line filter, to the terminal
 
     def restore() -> None:  # ordered output at a normal exit: drain the filter, then go on
         try:

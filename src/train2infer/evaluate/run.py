@@ -124,9 +124,15 @@ def refuse_chance(path: str, y, predicted) -> None:
 
 def predict_all(variants: list[Variant], x: np.ndarray) -> dict[str, np.ndarray]:
     """Predicted class of every test image by every variant, each on its own runtime."""
+    from train2infer.core.progress import Phase
     from train2infer.evaluate.runtimes import predict
 
-    return {v.name: np.argmax(predict(v, x), -1) for v in variants}
+    phase, out = Phase("evaluate", f"accuracy of {len(variants)} models on {len(x)} test images", unit="model"), {}
+    for k, v in enumerate(variants):
+        phase.update(k, len(variants))
+        out[v.name] = np.argmax(predict(v, x), -1)
+    phase.end()
+    return out
 
 
 def measure(variants: list[Variant], threads: list[int], x: np.ndarray, cfg) -> tuple[dict, dict, dict]:

@@ -18,6 +18,7 @@ GEMM peaks, :mod:`train2infer.evaluate.peaks`.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Callable
 
@@ -85,6 +86,7 @@ def rotating_rounds(
     min_runs: int,
     min_seconds: float,
     runs_per_round: int,
+    on_round: Callable[[int, int, float], None] | None = None,
 ) -> tuple[dict[str, list[float]], int]:
     """Interleave timed blocks of several variants in rounds whose order rotates.
 
@@ -94,17 +96,23 @@ def rotating_rounds(
         min_runs: Rounds continue until every variant has this many samples ...
         min_seconds: ... and the rounds have lasted this long in all.
         runs_per_round: Samples one block yields.
+        on_round: Called after every round with ``(rounds done, rounds expected, seconds left)``.
 
     Returns:
         ``(samples per variant, rounds)``.
     """
     samples: dict[str, list[float]] = {n: [] for n in names}
     rounds, start = 0, time.perf_counter()
+    need = math.ceil(min_runs / runs_per_round)
     while rounds * runs_per_round < min_runs or time.perf_counter() - start < min_seconds:
         k = rounds % len(names)
         for name in names[k:] + names[:k]:
             samples[name] += block(name)
         rounds += 1
+        if on_round is not None:
+            elapsed = time.perf_counter() - start
+            left = max((need - rounds) * elapsed / rounds, min_seconds - elapsed, 0.0)
+            on_round(rounds, rounds + math.ceil(left * rounds / elapsed) if elapsed else rounds, left)
     return samples, rounds
 
 

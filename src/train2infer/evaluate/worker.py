@@ -136,7 +136,8 @@ class Worker:
             self.proc.wait()
 
 
-def session(variants: dict, threads: int, x, cfg, *, batch_sizes=(), min_seconds: float | None = None) -> dict:
+def session(variants: dict, threads: int, x, cfg, *, batch_sizes=(), min_seconds: float | None = None,
+            label: str = "evaluate") -> dict:
     """One interleaved measurement session with evaluate's method: the one place where the method
     (``cfg``, the ``evaluate`` section) becomes a session; evaluate, ``sweep bench`` and
     ``tools/latency_noise.py`` all call it.
@@ -150,6 +151,7 @@ def session(variants: dict, threads: int, x, cfg, *, batch_sizes=(), min_seconds
             throughput seconds.
         batch_sizes: Throughput sweep (empty: none).
         min_seconds: Instead of ``cfg.min_seconds``.
+        label: Who measures, for the progress lines (:mod:`train2infer.core.progress`).
 
     Returns:
         As :func:`measure_variants`.
@@ -164,7 +166,8 @@ def session(variants: dict, threads: int, x, cfg, *, batch_sizes=(), min_seconds
         return measure_variants(
             variants, threads, str(Path(tmp) / "x.npy"), warmup_runs=cfg.warmup_runs, min_runs=cfg.min_runs,
             min_seconds=cfg.min_seconds if min_seconds is None else min_seconds, runs_per_round=cfg.runs_per_round,
-            block_warmup=cfg.block_warmup, batch_sizes=list(batch_sizes), throughput_seconds=cfg.throughput_seconds)
+            block_warmup=cfg.block_warmup, batch_sizes=list(batch_sizes), throughput_seconds=cfg.throughput_seconds,
+            label=label)
 
 
 def measure_variants(
@@ -180,6 +183,7 @@ def measure_variants(
     throughput_seconds: float,
     block_warmup: int = 5,
     cooldown_seconds: float = 0.002,
+    label: str = "evaluate",
 ) -> dict:
     """Measure every variant in its own process at one thread count.
 
@@ -198,12 +202,14 @@ def measure_variants(
             left the caches cold, and steady-state latency is what a server sees.
         cooldown_seconds: Pause between two variants' blocks (lets spinning thread pools
             of the previous worker go idle).
+        label: Who measures: the progress lines start with it.
 
     Returns:
         ``{"threads", "rounds", "variants": {name: {"latency", "memory", "throughput",
         "saturation_batch"}}, "samples_ms": {name: [every timed call, in order]}}``
         (a round's block of ``runs_per_round`` calls is contiguous).
     """
+    from train2infer.core.progress import Phase
     from train2infer.evaluate import timing
 
     workers = {}
@@ -219,10 +225,16 @@ def measure_variants(
             time.sleep(cooldown_seconds)
             return got["samples_ms"]
 
-        samples, rounds = timing.rotating_rounds(names, block, min_runs, min_seconds, runs_per_round)
-        return {"threads": threads, "rounds": rounds,
-                "variants": {n: _after_rounds(workers[n], samples[n], batch_sizes, throughput_seconds) for n in names},
-                "samples_ms": samples}
+        phase = Phase(label, f"timing {len(names)} models, {threads} thread{'s' if threads > 1 else ''}", unit="round")
+        samples, rounds = timing.rotating_rounds(names, block, min_runs, min_seconds, runs_per_round,
+                                                 lambda r, expected, left: phase.update(r, expected, left))
+        after, phase.unit = {}, "memory and throughput, model"
+        for k, n in enumerate(names):  # one variant after another
+            phase.update(k, len(names))
+            after[n] = _after_rounds(workers[n], samples[n], batch_sizes, throughput_seconds)
+        phase.end(f"{rounds} rounds of {runs_per_round} calls each"
+                  + (f", throughput at batch {', '.join(map(str, batch_sizes))}" if batch_sizes else ""))
+        return {"threads": threads, "rounds": rounds, "variants": after, "samples_ms": samples}
     finally:
         for w in workers.values():
             w.close()
