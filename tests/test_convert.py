@@ -240,3 +240,46 @@ def test_variant_names_follow_one_rule_and_manifest_problems_are_clear(tmp_path)
     (tmp_path / "manifest.json").write_text('{"variants": [{"source": "mine"}], "sources": {}}')
     with pytest.raises(Train2InferError, match="malformed"):
         read_manifest(tmp_path)
+
+
+def _badly_quantizing_model():
+    """A hand-built classifier whose int8 output collapses: a fourth logit parked at -1000 (never the
+    answer) stretches the output tensor's range so far that one int8 step (~4) swallows the
+    differences between the three real logits. Labels: the float model's own answers, kept only where
+    its margin is wide (so float accuracy is 1 and quantizing the inner tensors changes no answer)."""
+    import tf_keras as keras
+
+    rng = np.random.default_rng(0)
+    inp = keras.Input((6, 6, 3), name="image")
+    h = keras.layers.Conv2D(8, 1, activation="relu", name="mix")(inp)
+    h = keras.layers.GlobalAveragePooling2D(name="gap")(h)
+    model = keras.Model(inp, keras.layers.Dense(4, name="logits")(h))
+    model.get_layer("mix").set_weights([rng.normal(0, 1, (1, 1, 3, 8)), np.zeros(8)])
+    kernel = rng.normal(0, 1, (8, 4))
+    model.get_layer("logits").set_weights([kernel, np.array([0.0, 0.0, 0.0, -1000.0])])
+    x = rng.random((3000, 6, 6, 3)).astype(np.float32)
+    logits = model(x).numpy()[:, :3]
+    top = np.sort(logits, -1)
+    wide = (top[:, -1] - top[:, -2]) > 0.1 * (logits.max() - logits.min())
+    return model, x[wide][:400], np.argmax(logits[wide][:400], -1)
+
+
+def test_accuracy_control_keeps_the_harmful_op_in_float_and_restores_float_accuracy():
+    from train2infer.convert import control
+
+    model, x, y = _badly_quantizing_model()
+    rep, val = x[:100], (x[100:], y[100:])
+    full = tflite.to_tflite(model, "int8", rep)
+    float_acc = control.accuracy(tflite.to_tflite(model, "float"), *val)
+    assert float_acc == 1.0 and control.accuracy(full, *val) < 0.8  # int8 really breaks it
+    content, report = control.within_floor(model, full, float_acc, val, rep, max_drop=1.0, max_float_layers=3)
+    assert report["within"] and report["drop_before"] > 20 and report["drop_after"] == 0.0
+    assert control.accuracy(content, *val) == float_acc  # exactly the float answers back
+    assert len(report["float_ops"]) == 1 and report["float_ops"][0].startswith("FULLY_CONNECTED")
+    ops = [op["op"] for op in litert.ops(content)]
+    assert "CONV_2D" in ops and "DEQUANTIZE" in ops  # the rest stays int8; the float island has its own Q/DQ
+    alone = {c["op"]: c["drop_alone"] for c in report["candidates"]}
+    assert alone["FULLY_CONNECTED"] == 0.0 and alone["CONV_2D"] > 20  # measured one by one
+    # within the floor already: the full int8 model is kept as it is, nothing measured op by op
+    same, quiet = control.within_floor(model, full, float_acc, val, rep, max_drop=100.0, max_float_layers=3)
+    assert same == full and quiet["candidates"] == [] and quiet["within"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Optional
 
 from train2infer.core.params import ParamError, choice, ranged
 from train2infer.core.variants import QUANTIZATIONS
@@ -24,8 +24,13 @@ class ConvertConfig:
     pqat_epochs: int = ranged(1)
     pqat_learning_rate: float = ranged(0, lo_open=True)
     batch_size: int = ranged(1)
+    max_drop: Optional[float]  # points; None: no accuracy control
+    max_float_layers: int = ranged(1)
+    control_images: int = ranged(1)
 
     def check(self) -> None:
+        if self.max_drop is not None and (isinstance(self.max_drop, bool) or self.max_drop < 0):
+            raise ParamError("max_drop", self.max_drop, "must be >= 0 (accuracy points), or null for no control")
         if len(set(self.quantization)) != len(self.quantization):
             raise ParamError("quantization", list(self.quantization), "must not repeat a mode")
         if self.int8_io and not {"int8", "pqat"} & set(self.quantization):

@@ -37,11 +37,15 @@ def run(cfg, seed: int, data: str | Path, sources: dict[str, str | Path], out: P
             ``float_atol``, or the folded model from the unfolded one by more than
             ``fold_atol`` (in float64, where the algebra must be exact).
     """
+    from train2infer.core.progress import Phase
     from train2infer.models import io, work
 
     x_test, y_test = load_prepared(data, "test")
     ctx = {"cfg": cfg, "seed": seed, "data": data, "x_check": to_float(x_test[: cfg.check_images]),
-           "test": (to_float(x_test), y_test), "representative": None}
+           "test": (to_float(x_test), y_test), "representative": None, "val": None}
+    if cfg.max_drop is not None and "int8" in cfg.quantization:
+        x_val, y_val = load_prepared(data, "val")
+        ctx["val"] = (to_float(x_val[: cfg.control_images]), y_val[: cfg.control_images])
     if {"int8", "pqat"} & set(cfg.quantization):
         ctx["representative"] = to_float(load_prepared(data, "train")[0][: cfg.representative_images])
     models = {name: io.load_model(path) for name, path in sources.items()}
@@ -50,10 +54,12 @@ def run(cfg, seed: int, data: str | Path, sources: dict[str, str | Path], out: P
         summary["skipped"]["shrunk"] = "identical to trained (the shrink stage passed it on unchanged)"
         del models["shrunk"]
     out.mkdir(parents=True, exist_ok=True)
-    variants = []
-    for name, model in models.items():
+    variants, phase = [], Phase("convert", f"{len(models)} models to SavedModel and TFLite", unit="model")
+    for k, (name, model) in enumerate(models.items()):
+        phase.update(k, len(models))
         summary[name], exported = export_source(name, model, out, ctx)
         variants += exported
+    phase.end(f"{len(variants)} variants")
     write_manifest(out, variants, {name: work.summary(m) for name, m in models.items()})
     write_json(summary_path, summary)
     return summary
@@ -117,6 +123,8 @@ def convert_one(v: Variant, model, ctx: dict) -> tuple[bytes, dict]:
     from train2infer.convert import tflite
 
     cfg = ctx["cfg"]
+    if v.precision == "int8" and cfg.max_drop is not None:
+        return controlled_int8(model, ctx)
     if v.precision != "pqat":
         return tflite.to_tflite(model, v.precision, ctx["representative"], int8_io=cfg.int8_io, sparse=v.sparse), {}
     qmodel, history = pqat(model, ctx, preserve_sparsity=(v.source == "pruned"))
@@ -124,6 +132,19 @@ def convert_one(v: Variant, model, ctx: dict) -> tuple[bytes, dict]:
     x, y = ctx["test"]
     accuracy = float(np.mean(np.argmax(litert.predict(content, x), -1) == y))
     return content, {"pqat_history": history, "pqat_test_accuracy": accuracy}
+
+
+def controlled_int8(model, ctx: dict) -> tuple[bytes, dict]:
+    """Full int8, with the ops that cost the most validation accuracy kept in float until the drop
+    against float32 TFLite is within ``convert.max_drop`` points (:mod:`train2infer.convert.control`)."""
+    from train2infer.convert import control, tflite
+
+    cfg, rep = ctx["cfg"], ctx["representative"]
+    content = tflite.to_tflite(model, "int8", rep, int8_io=cfg.int8_io)
+    float_accuracy = control.accuracy(tflite.to_tflite(model, "float"), *ctx["val"])
+    content, report = control.within_floor(model, content, float_accuracy, ctx["val"], rep, cfg.max_drop,
+                                           cfg.max_float_layers, cfg.int8_io)
+    return content, {"accuracy_control": report}
 
 
 def check_tflite(v: Variant, content: bytes, model, x, reference, float_atol: float) -> dict:
@@ -175,5 +196,19 @@ def describe(summary: dict) -> list[str]:
         lines.append(f"convert: {name}: {entry['keras_layers']} Keras layers -> {f['ops']} TFLite ops (Keras fold "
                      f"{fold['layers_before']} -> {fold['layers_after']} layers, |diff| {fold['max_abs_diff']:.1e}; "
                      f"SavedModel graph {graph['nodes_before']} -> {graph['nodes_after']} nodes), max |diff| {diffs}")
+        for v in entry["tflite"].values():
+            if "accuracy_control" in v:
+                lines.append(control_line(v["variant"], v["accuracy_control"]))
     lines += [f"convert: {name}: not exported, {why}" for name, why in summary["skipped"].items()]
     return lines
+
+
+def control_line(variant: str, r: dict) -> str:
+    """One line on what accuracy control did to an int8 variant."""
+    head = (f"convert: {variant}: int8 {r['drop_before']:+.2f} points below float on the validation images "
+            f"(convert.max_drop={r['max_drop']:g})")
+    if not r["candidates"]:
+        return head + ": kept full int8"
+    kept = f"{len(r['float_ops'])} op{'s' if len(r['float_ops']) != 1 else ''} kept in float"
+    verdict = "within the floor" if r["within"] else "STILL OUTSIDE the floor (try convert.quantization=[pqat])"
+    return f"{head}: {kept} ({', '.join(r['float_ops']) or 'none helped'}), {r['drop_after']:+.2f} points, {verdict}"

@@ -154,6 +154,15 @@ def to_tflite(
     Returns:
         The ``.tflite`` bytes.
     """
+    converter = tflite_converter(model, precision, representative, int8_io, sparse)
+    with warnings.catch_warnings():  # full-integer conversion warns about legacy input stats we do not use
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+        return converter.convert()
+
+
+def tflite_converter(model: keras.Model, precision: str = "float", representative: np.ndarray | None = None,
+                     int8_io: bool = False, sparse: bool = False) -> tf.lite.TFLiteConverter:
+    """The converter :func:`to_tflite` uses (same arguments), set up and not yet run."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -172,6 +181,4 @@ def to_tflite(
     if int8_io and precision in ("int8", "pqat"):
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-    with warnings.catch_warnings():  # full-integer conversion warns about legacy input stats we do not use
-        warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
-        return converter.convert()
+    return converter

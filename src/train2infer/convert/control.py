@@ -1,0 +1,116 @@
+"""Accuracy-controlled int8: keep the ops that cost the most accuracy in float, until within a floor.
+
+Full integer quantization can lose more than a user accepts (an activation with outliers, a
+logit range far wider than the decision needs). NNCF's ``quantize_with_accuracy_control`` keeps
+OpenVINO int8 within ``max_drop`` by reverting the layers that hurt most to float; TFLite has no
+such thing, so here is one, built on TensorFlow's ``QuantizationDebugger`` (it lists every
+quantized op's output tensor and converts with any of them *denylisted*, i.e. left in float with
+quantize / dequantize ops around it).
+
+Why rank by measured effect and not by the debugger's per-layer error (``rmse / scale``): that
+statistic is relative to each tensor's own scale, so it does not see the common failure — a tensor
+whose range is so wide that its useful values all round to the same step (the scale grows with
+the range, the error per step looks normal). What matters is the end-to-end accuracy, so every
+candidate op is reverted alone and the validation accuracy measured (one conversion each; tens of
+ops take seconds to minutes); then the worst are reverted together, one more at a time, until the
+drop is within ``max_drop`` or ``max_float_layers`` ops are float. ``ai-edge-quantizer`` (per-op
+recipes with validation) would do the same job; it is alpha and being renamed, so not used here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import warnings
+
+import numpy as np
+
+
+def debugger(model, representative: np.ndarray, denied: list[str] = (), int8_io: bool = False):
+    """A ``QuantizationDebugger`` over the full-integer conversion of ``model`` with the output
+    tensors ``denied`` left in float (float ops are allowed beside the int8 ones)."""
+    import tensorflow as tf
+
+    from train2infer.models.io import tflite_converter
+
+    converter = tflite_converter(model, "int8", representative, int8_io=int8_io)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(denied))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+        return tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=converter.representative_dataset, debug_options=options)
+
+
+def candidates(model, representative: np.ndarray) -> list[dict]:
+    """Every quantized op of the full-integer model: ``op`` (e.g. ``CONV_2D``), ``tensor`` (its
+    output tensor's name, which denylisting takes) and ``rmse_per_scale`` (the debugger's
+    statistic, reported beside the measured effect)."""
+    dbg = debugger(model, representative)
+    with warnings.catch_warnings():  # the debugger runs TensorFlow's own (deprecated) interpreter
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+        dbg.run()
+    buf = _io.StringIO()
+    dbg.layer_statistics_dump(buf)
+    buf.seek(0)
+    return [{"op": r["op_name"], "tensor": r["tensor_name"],
+             "rmse_per_scale": float(np.sqrt(float(r["mean_squared_error"])) / float(r["scale"]))}
+            for r in csv.DictReader(buf)]
+
+
+def quantize_without(model, representative: np.ndarray, denied: list[str], int8_io: bool = False) -> bytes:
+    """The int8 ``.tflite`` bytes with the ops writing ``denied`` tensors in float."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+        return debugger(model, representative, denied, int8_io).get_nondebug_quantized_model()
+
+
+def accuracy(content: bytes, x: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 accuracy of a ``.tflite`` model on ``(x, y)`` (LiteRT, batch 1)."""
+    from train2infer import litert
+
+    return float(np.mean(np.argmax(litert.predict(content, x), -1) == y))
+
+
+def within_floor(model, content: bytes, float_accuracy: float, val: tuple, representative: np.ndarray,
+                 max_drop: float, max_float_layers: int, int8_io: bool = False) -> tuple[bytes, dict]:
+    """``content`` (full int8) if it is within ``max_drop`` points of ``float_accuracy`` on ``val``,
+    else the int8 model with the fewest ops (in order of measured harm) kept in float that is.
+
+    Args:
+        model: The Keras model ``content`` was converted from.
+        content: Its full-integer ``.tflite`` bytes.
+        float_accuracy: The float32 TFLite model's accuracy on ``val``.
+        val: ``(x, y)`` validation images and labels (float32 in [0, 1]).
+        representative: The calibration images ``content`` was made with.
+        max_drop: Accuracy points int8 may lose against float on ``val``.
+        max_float_layers: At most this many ops kept in float.
+        int8_io: As the conversion of ``content``.
+
+    Returns:
+        The chosen bytes and the report: accuracies and drops before and after, every candidate's
+        measured drop when kept in float alone, the ops kept in float, ``within`` the floor.
+    """
+    x, y = val
+    before = accuracy(content, x, y)
+    report = {"max_drop": max_drop, "float_accuracy": float_accuracy, "int8_accuracy": before,
+              "drop_before": 100 * (float_accuracy - before), "float_ops": [], "candidates": []}
+    if report["drop_before"] <= max_drop:
+        return content, report | {"drop_after": report["drop_before"], "within": True}
+    found = candidates(model, representative)
+    for c in found:  # the effect of each op alone
+        c["drop_alone"] = 100 * (float_accuracy - accuracy(quantize_without(model, representative, [c["tensor"]],
+                                                                            int8_io), x, y))
+    ranked = sorted(found, key=lambda c: (c["drop_alone"], -c["rmse_per_scale"]))
+    best, drop, best_denied, denied = content, report["drop_before"], [], []
+    for c in ranked[:max_float_layers]:  # the most harmful first, accumulating
+        denied.append(c["tensor"])
+        trial = quantize_without(model, representative, denied, int8_io)
+        trial_drop = 100 * (float_accuracy - accuracy(trial, x, y))
+        if trial_drop < drop:
+            best, drop, best_denied = trial, trial_drop, list(denied)
+        if trial_drop <= max_drop:
+            break
+    float_ops = [f"{c['op']} {c['tensor']}" for c in ranked if c["tensor"] in best_denied]
+    report |= {"candidates": found, "float_ops": float_ops, "drop_after": drop, "within": drop <= max_drop}
+    return best, report
