@@ -52,7 +52,9 @@ PARAMS = [
     ({"prepare.image_size": 100000}, "params: prepare.image_size=100000 must be <= 2048"),
     ({"prepare.channels": 2}, "params: prepare.channels=2 is not one of: 1, 3"),
     ({"prepare.path": "data/nowhere"}, "params: prepare.path='data/nowhere' does not exist"),
-    ({"model.name": "resnet"}, "params: model.name='resnet' is not one of"),
+    ({"model.name": "vgg"}, "params: model.name='vgg' is not one of"),
+    ({"prune.frequency": 100000}, "params: prune.frequency=100000 never updates the pruning masks: the schedule spans "
+     "only"),
     ({"model.dropout": 1.0}, "params: model.dropout=1.0 must be < 1"),
     ({"model.filters": []}, "params: model.filters=[] must list at least one stage width"),
     ({"model.filters": [8, 0]}, "params: model.filters[1]=0 must be >= 1"),
@@ -91,6 +93,9 @@ def test_a_bad_parameter_stops_the_pipeline_in_one_line(tmp_path, tiny_tree, edi
         _set(tree, key, value)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(tree))
     (tmp_path / "data" / "sources").mkdir(parents=True)  # where prepare.path points by default
+    builders = tmp_path / tiny_tree["model"]["path"]  # and model.path (the builders' code)
+    builders.parent.mkdir(parents=True)
+    builders.touch()
     proc = run_stage("check", ["--out", "out/passed"], tmp_path)
     assert_clean_failure(proc, tmp_path, culprit)
 

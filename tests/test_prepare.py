@@ -18,7 +18,7 @@ from train2infer.core.params import ParamError, ParamsFileError
 from train2infer.prepare import shapes, sources, split
 from train2infer.prepare.config import SHAPE_CLASSES
 from train2infer.prepare.run import run
-from train2infer.prepared import SPLITS, DataError, load_meta, load_prepared
+from train2infer.prepared import SPLITS, DataError, image_extensions, load_meta, load_prepared
 
 
 def png_bytes(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
@@ -368,7 +368,7 @@ def test_split_folders_that_do_not_fit_fail_with_one_line(tmp_path, layout, extr
 
 def test_every_format_pillow_reads_is_an_image(tmp_path):
     """PPM/PGM, TIFF and WebP (common in public datasets) are images, not ignored files."""
-    assert {".ppm", ".pgm", ".tif", ".tiff", ".webp", ".png", ".jpg"} <= set(sources.image_extensions())
+    assert {".ppm", ".pgm", ".tif", ".tiff", ".webp", ".png", ".jpg"} <= set(image_extensions())
     root = tmp_path / "data"
     for k, (name, fmt, ext) in enumerate([("a", "PPM", "ppm"), ("b", "TIFF", "tif"), ("c", "WEBP", "webp")]):
         (root / name).mkdir(parents=True)
@@ -409,3 +409,20 @@ def test_a_large_scan_is_an_image_and_only_a_huge_one_is_skipped(tmp_path):
     assert 30_000 ** 2 > MAX_PIXELS
     reason = _decode_or_reason((huge, 8, 1))
     assert isinstance(reason, str) and "DecompressionBomb" in reason and f"{MAX_PIXELS}" in reason, reason
+
+
+@pytest.mark.parametrize("source", ["digits", "shapes", "folder"])
+def test_the_check_stage_knows_the_training_count_before_prepare_runs(tmp_path, source):
+    """check's data-dependent checks rest on this count (issue: prune.frequency failed only after
+    train and shrink had run): the images prepare then makes, exactly, without decoding any."""
+    from train2infer.check.run import train_images
+
+    extra = {"digits": [], "shapes": ["prepare=shapes", "prepare.count=601", "prepare.image_size=16",
+                                      "prepare.workers=1"],
+             "folder": ["prepare=folder", f"prepare.path={tmp_path / 'pets'}", "prepare.image_size=8",
+                        "prepare.workers=1"]}[source]
+    if source == "folder":
+        tree(tmp_path / "pets", {"dogs": 23, "cats": 17, "owls": 11})
+    p = params(TINY + extra)
+    s = run(p.prepare, p.seed, tmp_path / "d", tmp_path / "summary.json", tmp_path / "timing.json")
+    assert train_images(p.prepare) == s["sizes"]["train"] > 0

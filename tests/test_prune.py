@@ -10,17 +10,18 @@ from train2infer import Train2InferError, fit
 from train2infer.core.params import ParamError
 from train2infer.models import builders, io, work
 from train2infer.prune import checks, tfmot
+from train2infer.prune.config import schedule_steps
 
 
 def test_schedule_end_lands_on_a_mask_update():
-    begin, end = tfmot.schedule_steps(100, 0.1, 0.65, 7)
+    begin, end = schedule_steps(100, 0.1, 0.65, 7)
     assert begin == 10 and (end - begin) % 7 == 0 and end <= 65 and end > 65 - 7
 
 
 def test_tf_mot_default_frequency_is_refused_on_small_data():
     # TF-MOT's default frequency=100 would never update masks in 6 epochs x 40 steps x 0.6.
     with pytest.raises(ParamError, match="frequency=100 never updates"):
-        tfmot.schedule_steps(240, 0.0, 0.3, 100)
+        schedule_steps(240, 0.0, 0.3, 100)
 
 
 def _prune(model, x, y, target, frequency=4, epochs=3, batch=16, kind="polynomial_decay", **wrap_options):
@@ -29,7 +30,7 @@ def _prune(model, x, y, target, frequency=4, epochs=3, batch=16, kind="polynomia
     from train2infer import distribute
 
     steps = epochs * int(np.ceil(len(x) / batch))
-    begin, end = tfmot.schedule_steps(steps, 0.0, 0.7, frequency)
+    begin, end = schedule_steps(steps, 0.0, 0.7, frequency)
     schedule = tfmot.make_schedule(kind, 0.0 if kind == "polynomial_decay" else target, target, begin, end, frequency)
     keras.utils.set_random_seed(0)
     wrapped, _ = fit.fit_classifier(

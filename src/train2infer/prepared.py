@@ -8,6 +8,8 @@ model, exported or not, takes.
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -69,3 +71,87 @@ def load_meta(folder: str | Path) -> dict:
 def to_float(x: np.ndarray) -> np.ndarray:
     """uint8 pixels to the float32 [0, 1] inputs the models take."""
     return x.astype(np.float32) / 255.0
+
+
+# --------------------------------------------------------------------------- before decoding
+# What the prepare stage will make, known from the files and the parameters alone: the check
+# stage uses it for data-dependent checks before any stage with outputs runs.
+
+
+def split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
+    """``(train, val, test)`` examples of one class of ``n`` in a stratified split (the rounding
+    :func:`train2infer.prepare.split.stratified_split` uses)."""
+    n_test, n_val = int(round(n * test_fraction)), int(round(n * val_fraction))
+    return n - n_test - n_val, n_val, n_test
+
+
+def image_extensions() -> tuple[str, ...]:
+    """Every file extension Pillow can open here (PNG, JPEG, BMP, GIF, PPM/PGM, TIFF, WebP, …)."""
+    from PIL import Image
+
+    Image.init()
+    return tuple(sorted(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN))
+
+
+@dataclass
+class FolderScan:
+    """What :func:`scan_folder` found under a root.
+
+    Attributes:
+        class_names: Class folders that hold at least one image file, sorted.
+        files: Image files per class (same order as ``class_names``).
+        ignored: Files that are not images by extension, or not inside a class folder.
+        empty_classes: Class folders without any image file (left out).
+    """
+
+    class_names: list[str]
+    files: list[list[Path]]
+    ignored: list[str] = field(default_factory=list)
+    empty_classes: list[str] = field(default_factory=list)
+
+
+def scan_folder(root: str | Path) -> FolderScan:
+    """List the image files of ``root/<class name>/...`` (class folders searched recursively).
+
+    Hidden files and folders (``.name``) are not looked at. Extensions are matched
+    case-insensitively against :func:`image_extensions`.
+
+    Raises:
+        DataError: If ``root`` is missing, not a folder, or has no class folders.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"image folder {root}: folder not found")
+    if not root.is_dir():
+        raise DataError(f"image folder {root}: not a folder (expected {root}/<class name>/<images>)")
+    ignored: list[str] = []
+    class_dirs = []
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            class_dirs.append(entry)
+        else:
+            ignored.append(entry.relative_to(root).as_posix())
+    if not class_dirs:
+        raise DataError(f"image folder {root}: no class folders (expected {root}/<class name>/<images>)")
+    names, files, empty = [], [], []
+    extensions = image_extensions()
+    for d in class_dirs:
+        found = []
+        for dirpath, dirnames, filenames in os.walk(d):
+            dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
+            for fn in sorted(filenames):
+                if fn.startswith("."):
+                    continue
+                p = Path(dirpath) / fn
+                if p.suffix.lower() in extensions:
+                    found.append(p)
+                else:
+                    ignored.append(p.relative_to(root).as_posix())
+        if found:
+            names.append(d.name)
+            files.append(found)
+        else:
+            empty.append(d.name)
+    return FolderScan(names, files, ignored, empty)

@@ -212,13 +212,9 @@ def measure_variants(
     from train2infer.core.progress import Phase
     from train2infer.evaluate import timing
 
-    workers = {}
+    workers: dict[str, Worker] = {}
     try:
-        for name, v in variants.items():
-            workers[name] = Worker(name, v.format, v.path, threads, input_path, warmup_runs, v.precision)
-        for w in workers.values():
-            w.ready()
-        names = list(workers)
+        names = _start(variants, threads, input_path, warmup_runs, workers)
 
         def block(name: str) -> list[float]:
             got = workers[name].ask("samples_ms", op="latency", runs=runs_per_round, warmup=block_warmup)
@@ -228,16 +224,34 @@ def measure_variants(
         phase = Phase(label, f"timing {len(names)} models, {threads} thread{'s' if threads > 1 else ''}", unit="round")
         samples, rounds = timing.rotating_rounds(names, block, min_runs, min_seconds, runs_per_round,
                                                  lambda r, expected, left: phase.update(r, expected, left))
-        after, phase.unit = {}, "memory and throughput, model"
-        for k, n in enumerate(names):  # one variant after another
-            phase.update(k, len(names))
-            after[n] = _after_rounds(workers[n], samples[n], batch_sizes, throughput_seconds)
-        phase.end(f"{rounds} rounds of {runs_per_round} calls each"
-                  + (f", throughput at batch {', '.join(map(str, batch_sizes))}" if batch_sizes else ""))
+        after = _after_all(workers, samples, batch_sizes, throughput_seconds, phase)
+        phase.end(f"{rounds} rounds of {runs_per_round} calls each{_batches(batch_sizes)}")
         return {"threads": threads, "rounds": rounds, "variants": after, "samples_ms": samples}
     finally:
         for w in workers.values():
             w.close()
+
+
+def _start(variants: dict, threads: int, input_path: str, warmup_runs: int, workers: dict) -> list[str]:
+    """One worker per variant into ``workers`` (so that the caller closes what started), all ready."""
+    for name, v in variants.items():
+        workers[name] = Worker(name, v.format, v.path, threads, input_path, warmup_runs, v.precision)
+    for w in workers.values():
+        w.ready()
+    return list(workers)
+
+
+def _batches(batch_sizes: list[int]) -> str:
+    return f", throughput at batch {', '.join(map(str, batch_sizes))}" if batch_sizes else ""
+
+
+def _after_all(workers: dict, samples: dict, batch_sizes: list[int], seconds: float, phase) -> dict:
+    """:func:`_after_rounds` of every variant, one after another, saying how far it is."""
+    after, phase.unit = {}, "memory and throughput, model"
+    for k, (name, w) in enumerate(workers.items()):
+        phase.update(k, len(workers))
+        after[name] = _after_rounds(w, samples[name], batch_sizes, seconds)
+    return after
 
 
 def _after_rounds(w: Worker, samples: list[float], batch_sizes: list[int], seconds: float) -> dict:

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from train2infer.prepared import SPLITS, DataError
+from train2infer.prepared import SPLITS, DataError, split_sizes
 
 
 def min_class_size(val_fraction: float, test_fraction: float) -> int:
@@ -48,8 +48,7 @@ def stratified_split(
     for cls in np.unique(labels):
         idx = np.flatnonzero(labels == cls)
         n = len(idx)
-        n_test = int(round(n * test_fraction))
-        n_val = int(round(n * val_fraction))
+        _, n_val, n_test = split_sizes(n, val_fraction, test_fraction)
         if (n_test < 1 and test_fraction > 0) or (n_val < 1 and val_fraction > 0) or n - n_test - n_val < 1:
             name = class_names[int(cls)] if class_names is not None else int(cls)
             need = min_class_size(val_fraction, test_fraction)

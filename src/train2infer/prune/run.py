@@ -43,7 +43,7 @@ def run(cfg, train_cfg, seed: int, data: str | Path, model_in: str | Path, model
     strategy = fit.setup(train_cfg, seed)  # first TF call (multi-worker needs it)
     io.load_model(model_in)  # fail fast on a bad file
     total = cfg.epochs * math.ceil(len(train_xy[0]) / (cfg.batch_size * strategy.num_replicas_in_sync))
-    begin, end = tfmot.schedule_steps(total, cfg.begin_fraction, cfg.end_fraction, cfg.frequency)
+    begin, end = cfg.mask_steps(total)
 
     def build():  # a fresh load each time: the wrapper shares layers with the model it wraps
         schedule = tfmot.make_schedule(cfg.schedule, cfg.initial_sparsity, cfg.final_sparsity, begin, end,

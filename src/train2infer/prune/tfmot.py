@@ -16,39 +16,6 @@ PRUNABLE_KERNELS = (keras.layers.Conv2D, keras.layers.SeparableConv2D, keras.lay
 NORMALISATION = (keras.layers.BatchNormalization, keras.layers.LayerNormalization, keras.layers.Normalization)
 
 
-def schedule_steps(
-    total_steps: int, begin_fraction: float, end_fraction: float, frequency: int
-) -> tuple[int, int]:
-    """Begin and end steps of a pruning schedule, with the end on a mask-update step.
-
-    TF-MOT updates masks only on steps where ``(step - begin) % frequency == 0``; an end
-    step between two updates means the final sparsity is never applied, and a frequency
-    larger than the schedule means masks are never updated at all.
-
-    Args:
-        total_steps: Fine-tuning steps (epochs x steps per epoch).
-        begin_fraction: Start of the schedule as a fraction of ``total_steps``.
-        end_fraction: End of the schedule as a fraction of ``total_steps``.
-        frequency: Steps between mask updates.
-
-    Returns:
-        ``(begin_step, end_step)`` with ``end_step - begin_step`` a positive multiple of
-        ``frequency`` and ``end_step < total_steps``.
-
-    Raises:
-        ParamError: If no mask update fits between begin and end.
-    """
-    begin = int(round(begin_fraction * total_steps))
-    end_target = min(int(round(end_fraction * total_steps)), total_steps - 1)
-    updates = (end_target - begin) // frequency
-    if updates < 1:
-        raise ParamError(
-            "frequency", frequency,
-            f"never updates the pruning masks: the schedule spans only {max(end_target - begin, 0)} of "
-            f"{total_steps} fine-tuning steps (lower frequency, or raise epochs or end_fraction)")
-    return begin, begin + updates * frequency
-
-
 def make_schedule(
     kind: str, initial_sparsity: float, final_sparsity: float, begin_step: int, end_step: int, frequency: int
 ) -> tfmot.sparsity.keras.PruningSchedule:
