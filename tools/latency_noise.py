@@ -40,7 +40,7 @@ def measure(cfg, seconds: float, models: Path, data: Path) -> tuple[dict, float]
     variants |= {v.name: v for v in exported if v.name in VARIANTS}
     t0 = time.perf_counter()
     got = worker.session(variants, cfg.threads[0] or 1, to_float(load_prepared(data, "test")[0]), cfg,
-                         min_seconds=seconds)
+                         min_seconds=seconds, label="latency_noise")
     return got["samples_ms"], time.perf_counter() - t0
 
 

@@ -242,7 +242,7 @@ def _session(folders: dict[str, Path], cfg) -> tuple[dict, dict]:
     x = to_float(load_prepared(next(iter(folders.values())) / "prepared", "test")[0])
     threads = cfg.threads[0] or os.cpu_count() or 1
     before = machine.snapshot()
-    got = worker.session(variants, threads, x, cfg)
+    got = worker.session(variants, threads, x, cfg, label="sweep bench")
     state = machine.state(before, machine.snapshot(), cfg.busy_threshold)
     rounds = {k: stats.by_round(v, cfg.runs_per_round) for k, v in got["samples_ms"].items()}
     rows = {}
