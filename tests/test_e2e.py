@@ -137,7 +137,8 @@ def test_exp_run_reruns_only_downstream_of_prune_and_shows_metrics(repo):
     ("train.epochs=-1", "train.epochs"), ("prepare.val_fraction=2", "prepare.val_fraction"),
     ("evaluate.threads=[-1]", "evaluate.threads"),
     ("prepare.path=data/nowhere", "prepare.path='data/nowhere' does not exist"),
-    ("model=file", "model.path='data/models/model.keras' does not exist")])
+    ("model=file", "model.path='data/models/model.keras' does not exist"),
+    ("prune.frequency=100000", "prune.frequency=100000 never updates the pruning masks")])  # data-dependent
 def test_a_failed_exp_run_removes_no_output(repo, bad, culprit):
     """DVC removes a stage's outputs before its command runs: the check stage, first, stops a bad
     value before that; afterwards git shows only params.yaml changed (issue: models deleted)."""
