@@ -108,7 +108,7 @@ def markdown(r: dict, plotted: dict, figures: str) -> str:
     out += runtimes(r["metrics"], r["benchmark"])
     out += memory(r["benchmark"]["memory"]) + ["## Size", "", f"![Sizes]({figures}/sizes.png)", ""]
     out += pruning(r["shrink"], r["channels"], r["prune"], r["sparsity"], figures) + control(r["metrics"])
-    out += fusion(r["convert"])
+    out += fusion(r["convert"]) + int8_control(r["convert"])
     out += xnnpack_markdown(r["metrics"], r["convert"], r["benchmark"])
     out += ["", "## Training", "", f"![Training]({figures}/training.png)", ""]
     out += per_class_markdown(r["benchmark"]["per_class"], r["prepare"])
@@ -352,6 +352,24 @@ def fusion(convert: dict) -> list[str]:
     out += ["| TFLite op | Keras layers |", "|---|---|"]
     out += [f"| {r['op']} | {' + '.join(r['keras_layers'])} |" for r in tables[0]["ops"]]
     return out + [f"| (none) | {u['layer']} ({u['reason']}) |" for u in tables[0]["unmapped"]]
+
+
+def int8_control(convert: dict) -> list[str]:
+    """What accuracy-controlled int8 (``convert.max_drop``) measured and kept in float, per variant."""
+    rows = [(name, r) for entry in convert.values() if isinstance(entry, dict) and "tflite" in entry
+            for name, v in entry["tflite"].items() if (r := v.get("accuracy_control"))]
+    if not rows:
+        return []
+    out = ["", "## int8 accuracy control", "",
+           f"Full int8 against float32 TFLite on validation images (`convert.max_drop` = {rows[0][1]['max_drop']:g} "
+           "points); beyond it, the ops that cost the most (each measured kept in float alone) stay float.", "",
+           "| variant | float accuracy | int8 accuracy | drop (points) | ops kept in float | drop after | within |",
+           "|---|---|---|---|---|---|---|"]
+    for name, r in rows:
+        kept = ", ".join(f"`{op}`" for op in r["float_ops"]) or ("none helped" if r["candidates"] else "none needed")
+        out.append(f"| `{name}` | {r['float_accuracy']:.4f} | {r['int8_accuracy']:.4f} | {r['drop_before']:+.2f} | "
+                   f"{kept} | {r['drop_after']:+.2f} | {'yes' if r['within'] else '**no**'} |")
+    return out
 
 
 def xnnpack_markdown(metrics: dict, convert: dict, bench: dict) -> list[str]:
