@@ -65,9 +65,15 @@ def augment_image(image, rnd, seed: int, flip: bool, translate: int):
 
 def make_dataset(
     x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int, drop_remainder: bool = False,
-    flip: bool = False, translate: int = 0,
+    flip: bool = False, translate: int = 0, epoch: tf.Variable | None = None,
 ):
-    """A tf.data pipeline: scale to [0, 1], cache, shuffle per epoch, augment, batch, prefetch.
+    """A tf.data pipeline: scale to [0, 1], shuffle per epoch, augment, batch, prefetch.
+
+    A shuffled or augmented pipeline is a function of ``(seed, epoch)``: epoch ``e`` has the order
+    ``stateless_shuffle(seed, e)`` and image ``i`` of it the augmentation key ``(e * n + i, seed)``.
+    The epoch is the ``epoch`` variable's value when an epoch's first batch is drawn, and every
+    pass adds one; :class:`EpochKey` sets it from Keras's epoch number, so a run resumed at epoch
+    ``k`` sees exactly the batches an uninterrupted run saw from epoch ``k`` on.
 
     Args:
         x: uint8 images.
@@ -78,25 +84,64 @@ def make_dataset(
         drop_remainder: Drop the last partial batch.
         flip: Random horizontal flips (training).
         translate: Random shifts of up to this many pixels (training; 0: none).
+        epoch: int64 variable holding the next epoch's number (a new one counting from 0 if None).
 
     Returns:
-        A ``tf.data.Dataset`` of ``(float32 images, int64 labels)`` batches; with augmentation,
-        other pixels every epoch but the same ones for the same seed.
+        A ``tf.data.Dataset`` of ``(float32 images, int64 labels)`` batches.
     """
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
-    ds = ds.map(lambda a, b: (tf.cast(a, tf.float32) / 255.0, b), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.cache()
-    if shuffle:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    if flip or translate:
-        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip((ds, keys)).map(
-            lambda xy, r: (augment_image(xy[0], r, seed, flip, translate), xy[1]), num_parallel_calls=tf.data.AUTOTUNE)
+    if shuffle or flip or translate:
+        ds = _epoch_keyed(x, y, shuffle, seed, flip, translate, epoch)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((x, y))
+        ds = ds.map(lambda a, b: (tf.cast(a, tf.float32) / 255.0, b), num_parallel_calls=tf.data.AUTOTUNE).cache()
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     options = tf.data.Options()
     # In-memory data has no files to shard: multi-worker training shards by element.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _epoch_keyed(x, y, shuffle: bool, seed: int, flip: bool, translate: int, epoch: tf.Variable | None):
+    """The examples of one epoch, drawn lazily: the epoch number is read (and advanced) when the
+    first example is asked for, not when Keras creates the iterator."""
+    n, images, labels = len(x), tf.constant(x), tf.constant(y)
+    counter = epoch if epoch is not None else tf.Variable(0, dtype=tf.int64, trainable=False)
+    key_seed = tf.constant(seed, tf.int64)
+
+    def one_epoch(_):
+        e = counter.assign_add(1) - 1
+        order = tf.range(n, dtype=tf.int64)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(order, seed=tf.stack([key_seed, e]))
+
+        def load(i):
+            image = tf.cast(tf.gather(images, i), tf.float32) / 255.0
+            if flip or translate:
+                image = augment_image(image, e * n + i, seed, flip, translate)
+            return image, tf.gather(labels, i)
+
+        return tf.data.Dataset.from_tensor_slices(order).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+
+    return tf.data.Dataset.range(1).flat_map(one_epoch).apply(tf.data.experimental.assert_cardinality(n))
+
+
+class EpochKey(keras.callbacks.Callback):
+    """Makes epoch ``e`` a function of ``(seed, e)`` alone, so a resumed run repeats an uninterrupted
+    one to the bit: sets a :func:`make_dataset` epoch variable to the epoch Keras is about to run
+    (after ``BackupAndRestore`` has moved it on), before the epoch's first batch is drawn, and
+    reseeds every dropout-like layer's generator (their state is not in the checkpoint) from
+    ``(seed, e, its place in the model)``; :func:`setup` gives those layers generators."""
+
+    def __init__(self, epoch: tf.Variable, seed: int):
+        super().__init__()
+        self.epoch, self.seed = epoch, seed
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch.assign(int(epoch))
+        for k, module in enumerate(self.model.submodules):  # nested models (distillation) included
+            generator = getattr(getattr(module, "_random_generator", None), "_generator", None)
+            if generator is not None:
+                generator.reset_from_seed(int(np.random.SeedSequence([self.seed, int(epoch), k]).generate_state(1)[0]))
 
 
 def input_throughput(dataset, min_seconds: float = 1.0) -> dict:
@@ -302,9 +347,12 @@ def fit_classifier(
     with strategy.scope():
         model = build()
         compile_classifier(model, lr, jit_compile=jit_compile, rec=rec, steps_per_epoch=steps, epochs=epochs)
-    train_ds = make_dataset(*train, global_batch, shuffle=True, seed=seed, flip=rec.flip, translate=rec.translate)
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)  # which epoch's order and augmentation to draw
+    train_ds = make_dataset(*train, global_batch, shuffle=True, seed=seed, flip=rec.flip, translate=rec.translate,
+                            epoch=epoch)
     val_ds = make_dataset(*val, global_batch, shuffle=False, seed=seed)
-    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=list(callbacks), verbose=verbose)
+    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=[*callbacks, EpochKey(epoch, seed)],
+                        verbose=verbose)
     info = {
         "replicas": replicas,
         "global_batch_size": global_batch,
@@ -373,5 +421,6 @@ def setup(cfg, seed: int) -> tf.distribute.Strategy:
         tf_config.enable_op_determinism()
     else:
         tf_config.disable_op_determinism()
+    keras.backend.experimental.enable_tf_random_generator()  # dropout state a fit can reseed (EpochKey)
     keras.utils.set_random_seed(seed)
     return strategy
