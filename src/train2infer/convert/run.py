@@ -205,10 +205,11 @@ def describe(summary: dict) -> list[str]:
 
 def control_line(variant: str, r: dict) -> str:
     """One line on what accuracy control did to an int8 variant."""
-    head = (f"convert: {variant}: int8 {r['drop_before']:+.2f} points below float on the validation images "
-            f"(convert.max_drop={r['max_drop']:g})")
+    d = r["drop_before"]
+    head = (f"convert: {variant}: int8 {'loses' if d >= 0 else 'gains'} {abs(d):.2f} points against float on the "
+            f"validation images (convert.max_drop={r['max_drop']:g})")
     if not r["candidates"]:
         return head + ": kept full int8"
     kept = f"{len(r['float_ops'])} op{'s' if len(r['float_ops']) != 1 else ''} kept in float"
     verdict = "within the floor" if r["within"] else "STILL OUTSIDE the floor (try convert.quantization=[pqat])"
-    return f"{head}: {kept} ({', '.join(r['float_ops']) or 'none helped'}), {r['drop_after']:+.2f} points, {verdict}"
+    return f"{head}: {kept} ({', '.join(r['float_ops']) or 'none helped'}), then loses {r['drop_after']:.2f}, {verdict}"
