@@ -270,10 +270,12 @@ def test_accuracy_control_keeps_the_harmful_op_in_float_and_restores_float_accur
     model, x, y = _badly_quantizing_model()
     rep, val = x[:100], (x[100:], y[100:])
     full = tflite.to_tflite(model, "int8", rep)
-    float_acc = control.accuracy(tflite.to_tflite(model, "float"), *val)
+    float_right = control.correct(tflite.to_tflite(model, "float"), *val)
+    float_acc = float(np.mean(float_right))
     assert float_acc == 1.0 and control.accuracy(full, *val) < 0.8  # int8 really breaks it
-    content, report = control.within_floor(model, full, float_acc, val, rep, max_drop=1.0, max_float_layers=3)
+    content, report = control.within_floor(model, full, float_right, val, rep, max_drop=1.0, max_float_layers=3)
     assert report["within"] and report["drop_before"] > 20 and report["drop_after"] == 0.0
+    assert report["mcnemar_p"] < 1e-6
     assert control.accuracy(content, *val) == float_acc  # exactly the float answers back
     assert len(report["float_ops"]) == 1 and report["float_ops"][0].startswith("FULLY_CONNECTED")
     ops = [op["op"] for op in litert.ops(content)]
@@ -281,5 +283,18 @@ def test_accuracy_control_keeps_the_harmful_op_in_float_and_restores_float_accur
     alone = {c["op"]: c["drop_alone"] for c in report["candidates"]}
     assert alone["FULLY_CONNECTED"] == 0.0 and alone["CONV_2D"] > 20  # measured one by one
     # within the floor already: the full int8 model is kept as it is, nothing measured op by op
-    same, quiet = control.within_floor(model, full, float_acc, val, rep, max_drop=100.0, max_float_layers=3)
+    same, quiet = control.within_floor(model, full, float_right, val, rep, max_drop=100.0, max_float_layers=3)
     assert same == full and quiet["candidates"] == [] and quiet["within"]
+    # a big drop on a handful of images is no evidence: 4 images, 2 wrong, p = 0.5 -> left alone
+    few = (val[0][:4], val[1][:4])
+    same, small = control.within_floor(model, full, float_right[:4], few, rep, max_drop=1.0, max_float_layers=3)
+    assert same == full and small["candidates"] == [] and small["mcnemar_p"] >= 0.05
+
+
+def test_exact_mcnemar_by_hand():
+    from train2infer.convert.control import mcnemar_p
+
+    a = np.array([True] * 6 + [False] * 4)
+    b = np.array([False] * 6 + [False] * 4)  # b wrong on 6 that a gets right, never the other way
+    assert mcnemar_p(a, b) == pytest.approx(2 / 2 ** 6)  # 2 * P(X <= 0), X ~ Bin(6, 1/2)
+    assert mcnemar_p(a, a) == 1.0

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io as _io
+import math
 import warnings
 
 import numpy as np
@@ -65,22 +66,36 @@ def quantize_without(model, representative: np.ndarray, denied: list[str], int8_
         return debugger(model, representative, denied, int8_io).get_nondebug_quantized_model()
 
 
-def accuracy(content: bytes, x: np.ndarray, y: np.ndarray) -> float:
-    """Top-1 accuracy of a ``.tflite`` model on ``(x, y)`` (LiteRT, batch 1)."""
+def correct(content: bytes, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Whether a ``.tflite`` model (LiteRT, batch 1) gets each of ``(x, y)`` right."""
     from train2infer import litert
 
-    return float(np.mean(np.argmax(litert.predict(content, x), -1) == y))
+    return np.argmax(litert.predict(content, x), -1) == y
 
 
-def within_floor(model, content: bytes, float_accuracy: float, val: tuple, representative: np.ndarray,
+def accuracy(content: bytes, x: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 accuracy of a ``.tflite`` model on ``(x, y)``."""
+    return float(np.mean(correct(content, x, y)))
+
+
+def mcnemar_p(a: np.ndarray, b: np.ndarray) -> float:
+    """Exact two-sided McNemar p-value of two models' per-image correctness on the same images."""
+    worse, better = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    n, k = worse + better, min(worse, better)
+    return 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
+
+
+def within_floor(model, content: bytes, float_correct: np.ndarray, val: tuple, representative: np.ndarray,
                  max_drop: float, max_float_layers: int, int8_io: bool = False) -> tuple[bytes, dict]:
-    """``content`` (full int8) if it is within ``max_drop`` points of ``float_accuracy`` on ``val``,
-    else the int8 model with the fewest ops (in order of measured harm) kept in float that is.
+    """``content`` (full int8) if it is within ``max_drop`` points of float on ``val`` or not
+    significantly worse (exact McNemar, p >= 0.05: a few images of a small validation split decide
+    nothing), else the int8 model with the fewest ops (in order of measured harm) kept in float
+    that is within the floor.
 
     Args:
         model: The Keras model ``content`` was converted from.
         content: Its full-integer ``.tflite`` bytes.
-        float_accuracy: The float32 TFLite model's accuracy on ``val``.
+        float_correct: Whether the float32 TFLite model gets each image of ``val`` right.
         val: ``(x, y)`` validation images and labels (float32 in [0, 1]).
         representative: The calibration images ``content`` was made with.
         max_drop: Accuracy points int8 may lose against float on ``val``.
@@ -92,11 +107,15 @@ def within_floor(model, content: bytes, float_accuracy: float, val: tuple, repre
         measured drop when kept in float alone, the ops kept in float, ``within`` the floor.
     """
     x, y = val
-    before = accuracy(content, x, y)
-    report = {"max_drop": max_drop, "float_accuracy": float_accuracy, "int8_accuracy": before,
-              "drop_before": 100 * (float_accuracy - before), "float_ops": [], "candidates": []}
-    if report["drop_before"] <= max_drop:
+    right = correct(content, x, y)
+    before = float(np.mean(right))
+    p = mcnemar_p(float_correct, right)
+    report = {"max_drop": max_drop, "float_accuracy": float(np.mean(float_correct)), "int8_accuracy": before,
+              "drop_before": 100 * (float(np.mean(float_correct)) - before), "mcnemar_p": p, "float_ops": [],
+              "candidates": []}
+    if report["drop_before"] <= max_drop or p >= 0.05:  # within the floor, or not significantly worse
         return content, report | {"drop_after": report["drop_before"], "within": True}
+    float_accuracy = report["float_accuracy"]
     found = candidates(model, representative)
     for c in found:  # the effect of each op alone
         c["drop_alone"] = 100 * (float_accuracy - accuracy(quantize_without(model, representative, [c["tensor"]],

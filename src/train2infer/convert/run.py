@@ -141,8 +141,8 @@ def controlled_int8(model, ctx: dict) -> tuple[bytes, dict]:
 
     cfg, rep = ctx["cfg"], ctx["representative"]
     content = tflite.to_tflite(model, "int8", rep, int8_io=cfg.int8_io)
-    float_accuracy = control.accuracy(tflite.to_tflite(model, "float"), *ctx["val"])
-    content, report = control.within_floor(model, content, float_accuracy, ctx["val"], rep, cfg.max_drop,
+    float_correct = control.correct(tflite.to_tflite(model, "float"), *ctx["val"])
+    content, report = control.within_floor(model, content, float_correct, ctx["val"], rep, cfg.max_drop,
                                            cfg.max_float_layers, cfg.int8_io)
     return content, {"accuracy_control": report}
 
@@ -209,7 +209,7 @@ def control_line(variant: str, r: dict) -> str:
     head = (f"convert: {variant}: int8 {'loses' if d >= 0 else 'gains'} {abs(d):.2f} points against float on the "
             f"validation images (convert.max_drop={r['max_drop']:g})")
     if not r["candidates"]:
-        return head + ": kept full int8"
+        return head + f" (McNemar p={r['mcnemar_p']:.2g}): kept full int8"
     kept = f"{len(r['float_ops'])} op{'s' if len(r['float_ops']) != 1 else ''} kept in float"
     verdict = "within the floor" if r["within"] else "STILL OUTSIDE the floor (try convert.quantization=[pqat])"
     return f"{head}: {kept} ({', '.join(r['float_ops']) or 'none helped'}), then loses {r['drop_after']:.2f}, {verdict}"
