@@ -25,7 +25,7 @@ def test_scratch_trains_the_shrunk_architecture_from_fresh_weights(tmp_path, tin
     assert [(layer.name, layer.output_shape) for layer in model.layers] == \
         [(layer.name, layer.output_shape) for layer in shrunk.layers]
     assert not any(np.allclose(a, b) for a, b in zip(model.get_weights(), shrunk.get_weights()) if a.size > 16)
-    assert summary["val_accuracy_inference"] > 0.3  # it learned (10 classes)
+    assert summary["val_accuracy_inference"] > 0.2  # it learned: twice chance (10 classes) after 3 epochs
     assert "scratch: the shrunk architecture" in scratch.describe(summary)
     assert (tmp_path / "reports" / "metrics.json").is_file()
 
