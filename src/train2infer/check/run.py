@@ -8,7 +8,8 @@ checks that ``prepare.path`` and ``model.path`` exist (DVC would fail on them wi
 what depends on the data: the number of training images prepare will make is known from the
 files and the parameters (:func:`train_images`), so a pruning schedule that would never update its
 masks (``prune.frequency`` against the fine-tuning steps) stops here too, not in prune after
-train and shrink ran. The stamp's bytes never change: passing re-runs nothing downstream.
+train and shrink ran. (``check`` does not depend on the images: a missing ``prepare.path`` must
+reach its one line, not DVC's; images added later are checked again by prune itself.) The stamp's bytes never change: passing re-runs nothing downstream.
 """
 
 from __future__ import annotations
