@@ -9,7 +9,8 @@ what depends on the data: the number of training images prepare will make is kno
 files and the parameters (:func:`train_images`), so a pruning schedule that would never update its
 masks (``prune.frequency`` against the fine-tuning steps) stops here too, not in prune after
 train and shrink ran. (``check`` does not depend on the images: a missing ``prepare.path`` must
-reach its one line, not DVC's; images added later are checked again by prune itself.) The stamp's bytes never change: passing re-runs nothing downstream.
+reach its one line, not DVC's; images added later are checked again by prune itself.) The stamp's
+bytes never change: passing re-runs nothing downstream.
 """
 
 from __future__ import annotations
