@@ -289,12 +289,3 @@ def test_accuracy_control_keeps_the_harmful_op_in_float_and_restores_float_accur
     few = (val[0][:4], val[1][:4])
     same, small = control.within_floor(model, full, float_right[:4], few, rep, max_drop=1.0, max_float_layers=3)
     assert same == full and small["candidates"] == [] and small["mcnemar_p"] >= 0.05
-
-
-def test_exact_mcnemar_by_hand():
-    from train2infer.convert.control import mcnemar_p
-
-    a = np.array([True] * 6 + [False] * 4)
-    b = np.array([False] * 6 + [False] * 4)  # b wrong on 6 that a gets right, never the other way
-    assert mcnemar_p(a, b) == pytest.approx(2 / 2 ** 6)  # 2 * P(X <= 0), X ~ Bin(6, 1/2)
-    assert mcnemar_p(a, a) == 1.0

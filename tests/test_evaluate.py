@@ -7,10 +7,10 @@ import gzip
 import numpy as np
 import pytest
 
-from train2infer import litert
+from train2infer import litert, timing
 from train2infer.convert import tflite
 from train2infer.core.variants import Variant
-from train2infer.evaluate import metrics as M, timing, worker
+from train2infer.evaluate import metrics as M, worker
 from train2infer.models import work
 
 
@@ -279,7 +279,7 @@ def test_evaluate_run_measures_what_the_manifest_lists(tmp_path, tiny, prepared,
 
 
 def test_machine_state_separates_our_cpu_time_from_others():
-    from train2infer.evaluate import machine
+    from train2infer import machine
 
     before = {"time": 0.0, "loadavg": [0.1, 0.2, 0.3], "busy_s": 100.0, "total_s": 1000.0, "own_s": 5.0}
     quiet = {"time": 10.0, "loadavg": [1.0, 0.4, 0.3], "busy_s": 111.0, "total_s": 1020.0, "own_s": 15.0}
@@ -359,7 +359,7 @@ def test_a_baseline_at_chance_stops_evaluate_with_the_likely_causes():
     """Issue: a user's model fed the wrong scaling scored 0.1004 on 10 classes and still got a headline."""
     from train2infer import Train2InferError
     from train2infer.evaluate.run import refuse_chance
-    from train2infer.evaluate.stats import above_chance
+    from train2infer.stats import above_chance
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 10, 2000)

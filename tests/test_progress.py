@@ -6,8 +6,8 @@ import os
 import pty
 import time
 
+from train2infer import timing
 from train2infer.core import progress
-from train2infer.evaluate import timing
 
 
 def _read_all(fd: int) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from train2infer.evaluate import stats
+from train2infer import stats
 
 
 @pytest.mark.parametrize("k, n, lo, hi", [

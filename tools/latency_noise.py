@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 
 import train2infer  # noqa: F401  (first: fixes the Keras flavour before TensorFlow loads)
-from train2infer import config
+from train2infer import config, stats
 from train2infer.core import cli
 from train2infer.core.publish import write_json
 from train2infer.core.variants import BASELINE, read_manifest
-from train2infer.evaluate import stats, worker
+from train2infer.evaluate import worker
 from train2infer.prepared import load_prepared, to_float
 
 VARIANTS = ("trained_saved_model_float", "trained_tflite_float", "trained_tflite_dynamic", "shrunk_tflite_float",

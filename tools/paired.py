@@ -19,7 +19,7 @@ def compare(data: str, paths: list[str]) -> list[dict]:
     """One row per model: accuracy and interval; against ``paths[0]``: difference, interval, p, verdict."""
     import numpy as np
 
-    from train2infer.evaluate import stats
+    from train2infer import stats
     from train2infer.models import io
     from train2infer.prepared import load_prepared, to_float
 

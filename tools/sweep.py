@@ -201,7 +201,7 @@ def bench(names: list[str], cfg) -> dict:
         "speedup_p50_ci_low", "speedup_p50_ci_high"}}}}}``: speedups over each experiment's own
         baseline, intervals bootstrapped over its session's rounds.
     """
-    from train2infer.evaluate import machine
+    from train2infer import machine
 
     shown = _exp_show([])
     exps = {e["name"]: e for e in experiments(shown)}
@@ -228,8 +228,9 @@ def _session(folders: dict[str, Path], cfg) -> tuple[dict, dict]:
     first 64 test images of the first one's ``prepared/``; per experiment its rows, and the session."""
     import dataclasses
 
+    from train2infer import machine, stats
     from train2infer.core.variants import BASELINE, read_manifest
-    from train2infer.evaluate import machine, stats, worker
+    from train2infer.evaluate import worker
     from train2infer.evaluate.run import select
     from train2infer.prepared import load_prepared, to_float
 

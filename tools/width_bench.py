@@ -35,7 +35,7 @@ def measure(widths: list[int], kernels: list[int], seconds: float) -> list[dict]
 
     from train2infer import litert
     from train2infer.convert.tflite import to_tflite
-    from train2infer.evaluate.timing import interleaved_latency
+    from train2infer.timing import interleaved_latency
 
     rng = np.random.default_rng(0)
     calls, rows = {}, {}

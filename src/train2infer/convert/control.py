@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import csv
 import io as _io
-import math
 import warnings
 
 import numpy as np
+
+from train2infer import stats
 
 
 def debugger(model, representative: np.ndarray, denied: list[str] = (), int8_io: bool = False):
@@ -78,13 +79,6 @@ def accuracy(content: bytes, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(correct(content, x, y)))
 
 
-def mcnemar_p(a: np.ndarray, b: np.ndarray) -> float:
-    """Exact two-sided McNemar p-value of two models' per-image correctness on the same images."""
-    worse, better = int(np.sum(a & ~b)), int(np.sum(~a & b))
-    n, k = worse + better, min(worse, better)
-    return 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
-
-
 def within_floor(model, content: bytes, float_correct: np.ndarray, val: tuple, representative: np.ndarray,
                  max_drop: float, max_float_layers: int, int8_io: bool = False) -> tuple[bytes, dict]:
     """``content`` (full int8) if it is within ``max_drop`` points of float on ``val`` or not
@@ -109,7 +103,7 @@ def within_floor(model, content: bytes, float_correct: np.ndarray, val: tuple, r
     x, y = val
     right = correct(content, x, y)
     before = float(np.mean(right))
-    p = mcnemar_p(float_correct, right)
+    p = stats.mcnemar(float_correct, right)["p_value"]
     report = {"max_drop": max_drop, "float_accuracy": float(np.mean(float_correct)), "int8_accuracy": before,
               "drop_before": 100 * (float(np.mean(float_correct)) - before), "mcnemar_p": p, "float_ops": [],
               "candidates": []}

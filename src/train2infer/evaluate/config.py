@@ -12,7 +12,7 @@ RUNTIMES = ("litert", "tensorflow", "openvino")
 
 @dataclass
 class EvaluateConfig:
-    """The measurement method (see :mod:`train2infer.evaluate.timing`)."""
+    """The measurement method (see :mod:`train2infer.timing`)."""
 
     SECTION: ClassVar[str] = "evaluate"
     runtimes: list[str] = listed("runtime", choice=RUNTIMES)

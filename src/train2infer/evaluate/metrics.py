@@ -52,9 +52,9 @@ METRIC_KEYS = (
 
 def uncertainty(baseline: str, predicted: dict, y, samples_ms: dict, cfg) -> dict:
     """Per variant: accuracy interval, paired test and difference interval against ``baseline``
-    (:func:`train2infer.evaluate.stats.compare_accuracy`); p50 latency over the rounds in which
+    (:func:`train2infer.stats.compare_accuracy`); p50 latency over the rounds in which
     the machine was quiet, and the speedup's interval over those rounds
-    (:func:`train2infer.evaluate.stats.ratio_interval`).
+    (:func:`train2infer.stats.ratio_interval`).
 
     Args:
         baseline: The baseline variant's name.
@@ -67,7 +67,7 @@ def uncertainty(baseline: str, predicted: dict, y, samples_ms: dict, cfg) -> dic
     Returns:
         ``{"variants": {name: row}, "quiet_rounds": share of the rounds counted}``.
     """
-    from train2infer.evaluate import stats
+    from train2infer import stats
 
     rounds = {n: stats.by_round(samples_ms[n], cfg.runs_per_round) for n in predicted}
     speed, quiet_share = stats.speedups(rounds, baseline, tolerance=cfg.quiet_tolerance, block=cfg.bootstrap_block,
@@ -92,7 +92,7 @@ def scratch_control(predicted: dict, y) -> dict:
         ``{scratch variant: {"against", "difference", "difference_ci_low", "difference_ci_high",
         "mcnemar_p", "verdict"}}`` (empty without a scratch or shrunk twin).
     """
-    from train2infer.evaluate import stats
+    from train2infer import stats
 
     out = {}
     for name, pred in predicted.items():

@@ -22,9 +22,9 @@ def matmul_peak(kind: str, num_threads: int, seconds: float = 1.5) -> dict:
     """
     import tf_keras as keras
 
-    from train2infer.evaluate.timing import interleaved_latency
     from train2infer.litert import interpreter
     from train2infer.models.io import to_tflite
+    from train2infer.timing import interleaved_latency
 
     if kind not in ("float32", "int8"):
         raise ValueError(f"unknown kind {kind!r}")

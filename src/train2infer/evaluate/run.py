@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from train2infer import Train2InferError
+from train2infer import Train2InferError, machine
 from train2infer.core.params import as_dict
 from train2infer.core.publish import write_json
 from train2infer.core.variants import BASELINE, Variant, read_manifest
-from train2infer.evaluate import machine, metrics as M
+from train2infer.evaluate import metrics as M
 from train2infer.prepared import load_meta, load_prepared, to_float
 
 
@@ -110,7 +110,7 @@ def refuse_chance(path: str, y, predicted) -> None:
     Raises:
         Train2InferError: One line with the accuracy, the class share and the likely causes.
     """
-    from train2infer.evaluate.stats import above_chance
+    from train2infer.stats import above_chance
 
     c = above_chance(y, predicted)
     if not c["above"]:

@@ -37,8 +37,8 @@ def worker(fmt: str, path: str, threads: int, input_path: str, warmup: int, prec
     """Serve measurement requests for one variant (see the module docstring)."""
     import numpy as np
 
-    from train2infer import litert
-    from train2infer.evaluate import runtimes, timing
+    from train2infer import litert, timing
+    from train2infer.evaluate import runtimes
 
     out = sys.stdout
     sys.stdout = sys.stderr  # nothing but protocol lines on the real stdout
@@ -209,8 +209,8 @@ def measure_variants(
         "saturation_batch"}}, "samples_ms": {name: [every timed call, in order]}}``
         (a round's block of ``runs_per_round`` calls is contiguous).
     """
+    from train2infer import timing
     from train2infer.core.progress import Phase
-    from train2infer.evaluate import timing
 
     workers: dict[str, Worker] = {}
     try:
@@ -256,7 +256,7 @@ def _after_all(workers: dict, samples: dict, batch_sizes: list[int], seconds: fl
 
 def _after_rounds(w: Worker, samples: list[float], batch_sizes: list[int], seconds: float) -> dict:
     """A variant's latency summary, then its memory, then its throughput sweep."""
-    from train2infer.evaluate import timing
+    from train2infer import timing
 
     memory = w.ask("peak_rss_bytes", op="memory")
     ips = {b: w.ask("images_per_second", op="throughput", batch=b, seconds=seconds)["images_per_second"]
