@@ -51,12 +51,17 @@ def test_one_name_per_concept():
 
 
 def test_every_output_lives_under_its_stage():
-    """A stage writes only under reports/<stage>/, models/ (and prepare: data/prepared)."""
+    """A stage writes only under reports/<stage>/, models/ (and prepare: data/prepared), and
+    persistent caches (kept between runs, never removed by DVC) under cache/."""
     for name, stage in DVC["stages"].items():
-        paths = [next(iter(o)) if isinstance(o, dict) else o
-                 for key in ("outs", "metrics", "plots") for o in stage.get(key, [])]
-        assert paths, name
-        for p in paths:
+        outs = [o if isinstance(o, dict) else {o: {}}
+                for key in ("outs", "metrics", "plots") for o in stage.get(key, [])]
+        assert outs, name
+        for o in outs:
+            (p, opts), = o.items()
+            if p.startswith("cache/"):
+                assert (opts or {}).get("persist") and (opts or {}).get("cache") is False, (name, p)
+                continue
             assert p.startswith((f"reports/{name}/", "models/")) or p == "data/prepared", (name, p)
 
 

@@ -124,8 +124,8 @@ class FileConfig:
         return 1
 
 
-SCHEMAS: dict[str, type] = {"cnn": CnnConfig, "resnet": ResNetConfig, "mobilenet": MobileNetConfig, "application": ApplicationConfig,
-                            "file": FileConfig}
+SCHEMAS: dict[str, type] = {"cnn": CnnConfig, "resnet": ResNetConfig, "mobilenet": MobileNetConfig,
+                            "application": ApplicationConfig, "file": FileConfig}
 
 
 def check_fits(cfg, image_size: int, channels: int, epochs: int) -> None:

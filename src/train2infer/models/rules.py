@@ -183,6 +183,10 @@ def _depthwise_macs(layer, inner) -> int:
     return _spatial(layer) * layer.output_shape[-1] * kh * kw
 
 
+def _dense_slice(layer, i, o):
+    return {"units": len(o)}, [layer.get_weights()[0][i][:, o]] + _bias(layer, o)
+
+
 def _dense_macs(layer, inner) -> int:
     return _spatial(layer) * inner.kernel.shape[0] * inner.kernel.shape[1]
 
@@ -219,8 +223,7 @@ def _builtin() -> None:
              filters=lambda layer: np.moveaxis(layer.get_weights()[0], 2, -1), kernel=lambda layer: layer.kernel)
     register(L.SeparableConv2D, **conv, slice=_separable_slice, filters=lambda layer: layer.get_weights()[1],
              macs=_separable_macs, kernel=lambda layer: layer.pointwise_kernel)
-    register(L.Dense, channels="reader", slice=lambda layer, i, o: ({"units": len(o)},
-                                                                    [layer.get_weights()[0][i][:, o]] + _bias(layer, o)),
+    register(L.Dense, channels="reader", slice=_dense_slice,
              filters=lambda layer: layer.get_weights()[0], macs=_dense_macs, kernel=lambda layer: layer.kernel)
     register(L.DepthwiseConv2D, channels="depthwise", slice=_depthwise_slice, macs=_depthwise_macs,
              kernel=lambda layer: layer.depthwise_kernel, folds_bn=True)

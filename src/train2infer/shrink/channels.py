@@ -14,15 +14,17 @@ from __future__ import annotations
 import fnmatch
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import tf_keras as keras
 
 from train2infer.core.params import check_patterns
+from train2infer.models.cost import Cost
 from train2infer.models.graph import bn_scale, functional
 from train2infer.models.groups import Dependencies, Group, dependencies
 from train2infer.models.rules import rule_for
+from train2infer.shrink.budget import Option, greedy
 
 L = keras.layers
 
@@ -112,6 +114,16 @@ def plan(model: keras.Model, x: np.ndarray, criterion: str, keep: float, min_cha
     Returns:
         The :class:`Plan`.
     """
+    deps, alive, free, scores = _scored(model, x, criterion, exclude)
+    quota = iter(zip(scores, _quota(free, scores, alive, criterion, keep, ranking)))  # in the order of free
+    removed = set()
+    for g in free:
+        removed.update(set(g.classes) - set(_choose(g, *next(quota), alive, min_channels, round_to)))
+    return Plan(deps, removed, _rows(deps, removed, alive))
+
+
+def _scored(model: keras.Model, x: np.ndarray, criterion: str, exclude: Sequence[str]):
+    """The dependencies (``exclude`` pinned), the live classes, the free groups and their scores."""
     check_patterns("exclude", exclude, [layer.name for layer in model.layers])  # a typo must not pass
     deps = dependencies(model)
     for g in deps.groups:
@@ -120,16 +132,44 @@ def plan(model: keras.Model, x: np.ndarray, criterion: str, keep: float, min_cha
             g.pinned = f"shrink.exclude matches {hit!r}"
     alive = alive_classes(model, deps, x)
     free = [g for g in deps.groups if not g.pinned]
-    scores = [importance(model, deps, g, 2 if criterion == "l2" else 1) for g in free]
-    quota = iter(zip(scores, _quota(free, scores, alive, criterion, keep, ranking)))  # in the order of free
-    removed, rows = set(), []
-    for g in deps.groups:
-        kept = g.classes if g.pinned else _choose(g, *next(quota), alive, min_channels, round_to)
-        removed.update(set(g.classes) - set(kept))
-        rows.append({"name": g.name, "width": len(g.classes), "kept": len(kept),
-                     "dead": 0 if g.pinned else sum(c not in alive for c in g.classes),
-                     "tensors": g.tensors, "sources": g.sources, "readers": g.readers, "pinned": g.pinned})
-    return Plan(deps, removed, rows)
+    return deps, alive, free, [importance(model, deps, g, 2 if criterion == "l2" else 1) for g in free]
+
+
+def _rows(deps: Dependencies, removed: set[int], alive: set[int]) -> list[dict]:
+    """One report row per group."""
+    return [{"name": g.name, "width": len(g.classes), "kept": sum(c not in removed for c in g.classes),
+             "dead": 0 if g.pinned else sum(c not in alive for c in g.classes),
+             "tensors": g.tensors, "sources": g.sources, "readers": g.readers, "pinned": g.pinned}
+            for g in deps.groups]
+
+
+def plan_budget(model: keras.Model, x: np.ndarray, criterion: str, cost_of: Callable[[Dependencies], Cost],
+                budget: float, min_channels: int = 1, exclude: Sequence[str] = (),
+                round_to: int = 1) -> tuple[Plan, dict]:
+    """Which channel classes to remove so that the predicted cost is within ``budget``.
+
+    The classes of each free group are ranked as in :func:`plan` (live first, by importance);
+    :func:`train2infer.shrink.budget.greedy` then cuts, one ``round_to`` step of one group at a
+    time, where the importance lost per unit of cost saved is least. Importance is each creator's
+    filter norm over its mean (:func:`importance`), so it compares across groups.
+
+    Args:
+        model, x, criterion, min_channels, exclude, round_to: As :func:`plan`.
+        cost_of: The :class:`Cost` of the model's widths, given its dependencies.
+        budget: The largest predicted cost allowed.
+
+    Returns:
+        The :class:`Plan` and the chooser's trace (costs before and after, reached, steps).
+    """
+    deps, alive, free, scores = _scored(model, x, criterion, exclude)
+    options = []
+    for g, score in zip(free, scores):
+        live = np.array([c in alive for c in g.classes])
+        order = np.lexsort((-score, ~live))
+        floor = min(len(g.classes), math.ceil(min_channels / round_to) * round_to)
+        options.append(Option(g.name, [g.classes[k] for k in order], np.where(live, score, 0.0)[order], floor))
+    removed, trace = greedy(options, cost_of(deps), budget, round_to)
+    return Plan(deps, removed, _rows(deps, removed, alive)), trace
 
 
 def _quota(free: list[Group], scores: list, alive: set, criterion: str, keep: float, ranking: str) -> list[int]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Optional
 
 from train2infer.core.params import ParamError, choice, ranged
 
 CRITERIA = ("none", "dead", "l1", "l2")
 RANKINGS = ("group", "global")
+TARGETS = ("keep", "latency", "macs")
+PRECISIONS = ("float", "int8")
 
 
 @dataclass
@@ -29,6 +31,12 @@ class ShrinkConfig:
     steps: int = ranged(1)  # gradual shrinking: cut keep^(1/steps) of the channels, fine-tune, repeat
     distill_weight: float = ranged(0, 1)  # share of the trained model's softened outputs in the loss; 0: off
     temperature: float = ranged(0, lo_open=True)
+    target: str = choice(*TARGETS)  # keep: the fraction above; latency / macs: a budget of the dense model's
+    budget: float = ranged(0, 1, lo_open=True)  # ... predicted latency or MACs, as a fraction
+    budget_ms: Optional[float]  # latency: milliseconds instead of a fraction (null: use budget)
+    precision: str = choice(*PRECISIONS)  # the TFLite precision the latency tables are measured at
+    grid_points: int = ranged(2)  # table widths per axis, from the floor to the full width
+    time_layers: bool  # measure the tables (where the time goes) even with target keep
 
     def check(self) -> None:
         if self.distill_weight and not self.epochs:
@@ -40,6 +48,14 @@ class ShrinkConfig:
         if self.steps > 1 and self.epochs < self.steps:
             raise ParamError("steps", self.steps, f"needs shrink.epochs >= steps ({self.epochs} now): every step "
                              "fine-tunes at least one epoch")
+
+        if self.target != "keep" and self.criterion not in ("l1", "l2"):
+            raise ParamError("target", self.target, f"needs shrink.criterion l1 or l2 (criterion {self.criterion} "
+                             "does not choose widths)")
+        if self.budget_ms is not None and (self.target != "latency" or isinstance(self.budget_ms, bool)
+                                           or not self.budget_ms > 0):
+            raise ParamError("budget_ms", self.budget_ms, "must be > 0 milliseconds, and only with "
+                             "shrink.target=latency (null: the fraction shrink.budget)")
 
     def step_keep(self) -> float:
         """The fraction each of the ``steps`` cuts keeps (their product is ``keep``)."""

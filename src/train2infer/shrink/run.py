@@ -13,7 +13,8 @@ if TYPE_CHECKING:  # TensorFlow loads inside run(), not when the stage script im
     from train2infer.shrink.channels import Plan
 
 
-def run(cfg, train_cfg, seed: int, data: str | Path, model_in: str | Path, model_out: Path, reports: Path) -> dict:
+def run(cfg, train_cfg, seed: int, data: str | Path, model_in: str | Path, model_out: Path, reports: Path,
+        latency_cache: Path | None = None) -> dict:
     """Channel-prune ``model_in`` as ``cfg`` (the ``shrink`` section) says.
 
     Args:
@@ -25,53 +26,89 @@ def run(cfg, train_cfg, seed: int, data: str | Path, model_in: str | Path, model
         model_out: ``.keras`` file to write: the smaller dense model (the trained model
             itself with ``criterion: none`` or when no channel can go; the summary's
             ``skipped`` says why).
-        reports: Folder to write: DVCLive fine-tuning metrics (``metrics.json`` with the
-            summary below, ``plots/metrics/``) and ``channels.json`` (every channel group: width,
-            kept, dead, its layers, why pinned; every pinned layer with its reason).
+        reports: Folder to write: DVCLive fine-tuning metrics (``metrics.json``: the summary,
+            ``plots/metrics/``), ``channels.json`` (every group: width, kept, dead, its layers,
+            why pinned) and ``latency.json`` (:func:`.target.where_the_time_goes`, when timed).
+        latency_cache: The latency tables' cache file (read, rewritten); None: none.
 
     Returns:
-        The summary: criterion, keep, MACs and parameters before and after, validation
-        accuracy trained / right after the cut / fine-tuned, dead channels; and ``chief``.
+        The summary (how it cut, MACs, parameters, validation accuracy trained / cut / fine-tuned,
+        dead channels, latency predicted and measured when timed) and ``chief``.
     """
     from dvclive import Live
 
     from train2infer import distribute, fit
     from train2infer.models import io
-    from train2infer.shrink import channels
+    from train2infer.shrink import target
 
     strategy = fit.setup(train_cfg, seed)  # first TF call (multi-worker needs it)
     chief = distribute.is_chief(strategy)
     trained = io.load_model(model_in)  # fail fast, before any work, on a bad file
+    target.keep_cache(latency_cache)
+    Path(reports).mkdir(parents=True, exist_ok=True)
+    write_json(Path(reports) / "latency.json", {"timed": False, "why": "shrink.target is not latency and "
+                                                "shrink.time_layers is false: no latency tables measured"})
     train_xy, val_xy = load_prepared(data, "train"), load_prepared(data, "val")
     probe = to_float(train_xy[0][: cfg.probe_images])
     with Live(dir=str(reports), dvcyaml=None, save_dvc_exp=False) as live:
-        chosen, skipped = None, "shrink.criterion=none" if cfg.criterion == "none" else None
+        chosen, lat, aim = None, None, None
+        skipped = "shrink.criterion=none" if cfg.criterion == "none" else None
         if not skipped:
-            chosen = channels.plan(trained, probe, cfg.criterion, cfg.step_keep(), cfg.min_channels, cfg.exclude,
-                                   cfg.round_to, cfg.ranking)
+            timed = cfg.target == "latency" or cfg.time_layers
+            lat = target.tables(cfg, trained, latency_cache) if timed else None
+            aim = target.goal(cfg, trained, lat)
+            chosen, trace = target.plan_step(cfg, trained, probe, lat, aim, 0)
             if not chosen.removed:
                 skipped = "no channel can be removed (every group is pinned, or kept whole)"
         if skipped:
             untuned(live, fit.accuracy(trained, *val_xy))
             return pass_on(live, cfg, skipped, chosen, model_in, model_out, reports) | {"chief": chief}
         ctx = {"strategy": strategy, "train": train_xy, "val": val_xy, "seed": seed, "live": live,
-               "teacher": lambda: io.load_model(model_in),
+               "teacher": lambda: io.load_model(model_in), "probe": probe, "lat": lat, "aim": aim,
                "recipe": fit.recipe(train_cfg, load_meta(data)["source"], warmup=False)}
-        shrunk, acc_cut, rows = trained, None, []
-        for step, epochs in enumerate(cfg.step_epochs()):
-            if step:
-                chosen = channels.plan(shrunk, probe, cfg.criterion, cfg.step_keep(), cfg.min_channels, cfg.exclude,
-                                       cfg.round_to, cfg.ranking)
-            shrunk, acc = cut_and_tune(shrunk, chosen, cfg, epochs, sum(cfg.step_epochs()[:step]), ctx)
-            acc_cut = acc if acc_cut is None else acc_cut
-            rows = rows or chosen.groups
+        shrunk, acc_cut, rows, traces = steps(trained, chosen, trace, cfg, ctx)
         io.save_for_inference(shrunk, model_out)
-        live.summary.update(compare(trained, shrunk, val_xy, acc_cut, rows)
-                            | {"criterion": cfg.criterion, "keep": cfg.keep, "ranking": cfg.ranking,
-                               "round_to": cfg.round_to, "steps": cfg.steps, "epochs": cfg.epochs,
-                               "distill_weight": cfg.distill_weight})
+        live.summary.update(compare(trained, shrunk, val_xy, acc_cut, rows) | settings(cfg))
+        if lat is not None:
+            live.summary.update(time_both(cfg, trained, shrunk, latency_cache, lat, aim, traces, reports))
         write_json(Path(reports) / "channels.json", describe_groups(chosen))
         return {**live.summary, "chief": chief}
+
+
+def steps(trained, chosen: Plan, trace, cfg, ctx: dict) -> tuple:
+    """Every gradual step: cut (the first step's plan is ``chosen``), fine-tune. Returns the shrunk
+    model, the validation accuracy right after the first cut, the first plan's rows and the
+    chooser's traces."""
+    from train2infer.shrink import target
+
+    shrunk, acc_cut, rows, traces = trained, None, [], []
+    for step, epochs in enumerate(cfg.step_epochs()):
+        if step:
+            chosen, trace = target.plan_step(cfg, shrunk, ctx["probe"], ctx["lat"], ctx["aim"], step)
+        traces.append(trace)
+        shrunk, acc = cut_and_tune(shrunk, chosen, cfg, epochs, sum(cfg.step_epochs()[:step]), ctx)
+        acc_cut = acc if acc_cut is None else acc_cut
+        rows = rows or chosen.groups
+    return shrunk, acc_cut, rows, traces
+
+
+def settings(cfg) -> dict:
+    """The summary's record of how shrink was asked to cut."""
+    return {"criterion": cfg.criterion, "keep": cfg.keep, "ranking": cfg.ranking, "round_to": cfg.round_to,
+            "steps": cfg.steps, "epochs": cfg.epochs, "distill_weight": cfg.distill_weight, "target": cfg.target,
+            "budget": cfg.budget_ms if cfg.budget_ms else cfg.budget}
+
+
+def time_both(cfg, trained, shrunk, cache, lat: dict, aim, traces: list, reports: Path) -> dict:
+    """Write ``latency.json`` (:func:`.target.where_the_time_goes`); its figures for the summary."""
+    from train2infer.shrink import target
+
+    timed = target.where_the_time_goes(cfg, trained, shrunk, cache, lat, aim, traces)
+    write_json(Path(reports) / "latency.json", timed)
+    d, s = timed["models"]["dense"], timed["models"]["shrunk"]
+    return {"latency_dense_ms": d["measured_ms"], "latency_shrunk_ms": s["measured_ms"],
+            "latency_predicted_shrunk_ms": s["predicted_ms"], "latency_error": s["error"],
+            "latency_fraction": s["measured_ms"] / d["measured_ms"]}
 
 
 def offset_logger(live, offset: int):
@@ -158,6 +195,10 @@ def describe(summary: dict) -> str:
     steps = f" in {s['steps']} steps" if s.get("steps", 1) > 1 else ""
     tuned = (f"{s['val_accuracy_fine_tuned']:.4f} (fine-tuned {s['epochs']} epochs"
              f"{', distilled' if s.get('distill_weight') else ''})" if s.get("epochs") else "no fine-tuning")
-    return (f"shrink: {s['criterion']} keep {s['keep']}{steps}: MACs {s['macs_before']:,} -> {s['macs_after']:,} "
+    how = f"keep {s['keep']}" if s.get("target", "keep") == "keep" else f"{s['target']} budget {s['budget']}"
+    timed = (f"; latency {s['latency_dense_ms']:.3f} -> {s['latency_shrunk_ms']:.3f} ms measured "
+             f"({s['latency_fraction']:.2f} of dense; predicted {s['latency_predicted_shrunk_ms']:.3f} ms, "
+             f"{100 * s['latency_error']:+.1f} %)" if "latency_shrunk_ms" in s else "")
+    return (f"shrink: {s['criterion']} {how}{steps}: MACs {s['macs_before']:,} -> {s['macs_after']:,} "
             f"({s['flops_ratio']:.2f}x fewer), val accuracy {s['val_accuracy_trained']:.4f} -> "
-            f"{s['val_accuracy_cut']:.4f} (cut) -> {tuned}")
+            f"{s['val_accuracy_cut']:.4f} (cut) -> {tuned}{timed}")

@@ -1,0 +1,93 @@
+"""Widths for a budget: remove channels where they cost the least importance per unit saved.
+
+HALP-style (Shen et al., 2022) greedy over dependency groups: every step offers, per group, its
+next cut (down to the next multiple of ``round_to``, never below the group's floor), prices it as
+the importance it removes over the cost it saves (latency from the measured tables, or MACs,
+:class:`train2infer.models.cost.Cost`), and takes the cheapest, until the predicted cost is within
+the budget; then cuts the budget no longer needs are given back, the most important first.
+Free of TensorFlow: the tests build the groups and costs by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from train2infer.models.cost import Cost
+
+
+@dataclass
+class Option:
+    """One free group as the chooser sees it."""
+
+    name: str
+    classes: list[int]  # most important first (live before dead)
+    scores: np.ndarray  # importance of each, in the same order (dead: 0)
+    floor: int  # fewest classes it may keep
+
+
+def next_width(kept: int, floor: int, round_to: int) -> int | None:
+    """The next smaller width of a group at ``kept``: the multiple of ``round_to`` below it, or
+    None at the floor."""
+    new = (kept - 1) // round_to * round_to
+    return new if new >= max(floor, 1) else None
+
+
+def greedy(options: list[Option], cost: Cost, budget: float, round_to: int) -> tuple[set[int], dict]:
+    """The classes to remove so that ``cost`` is at most ``budget``, cheapest importance first.
+
+    Returns:
+        ``(removed classes, trace)``; ``trace`` has ``cost_before``, ``cost_after``, ``reached``
+        (False when every group is at its floor before the budget is met: the smallest model is
+        returned) and ``steps`` (group, width, importance lost, cost saved per step).
+    """
+    kept = {o.name: len(o.classes) for o in options}
+    widths, removed, steps = cost.widths(), set(), []
+    before = current = cost.total(widths)
+    while current > budget:
+        best = None
+        for o in options:
+            new = next_width(kept[o.name], o.floor, round_to)
+            if new is None:
+                continue
+            drop = o.classes[new:kept[o.name]]
+            trial = cost.remove(widths, drop)
+            saved = current - cost.total(trial)
+            if saved <= 0:
+                continue
+            price = float(np.sum(o.scores[new:kept[o.name]])) / saved
+            if best is None or price < best[0]:
+                best = (price, o, new, drop, trial, saved)
+        if best is None:
+            break
+        _, o, new, drop, widths, saved = best
+        kept[o.name], current = new, current - saved
+        removed.update(drop)
+        steps.append({"group": o.name, "width": new, "lost": float(np.sum(o.scores[new:new + len(drop)])),
+                      "saved": saved, "classes": list(drop)})
+    if current <= budget:
+        current = _give_back(steps, removed, cost, budget)
+    return removed, {"cost_before": before, "cost_after": current, "reached": current <= budget,
+                     "steps": [{k: v for k, v in s.items() if k != "classes"} for s in steps]}
+
+
+def _give_back(steps: list[dict], removed: set[int], cost: Cost, budget: float) -> float:
+    """Undo cuts the budget no longer needs (a group's last cut only, so its kept classes stay the
+    most important), the most important first, while the budget holds. Greedy by price alone can
+    overshoot: an early cheap cut may become unnecessary once a larger one was taken."""
+    while True:
+        last = {}
+        for k, s in enumerate(steps):
+            last[s["group"]] = k
+        fits = []
+        for k in last.values():
+            back = removed - set(steps[k]["classes"])
+            total = cost.total(cost.widths(back))
+            if total <= budget:
+                fits.append((steps[k]["lost"], k, back, total))
+        if not fits:
+            return cost.total(cost.widths(removed))
+        _, k, back, _ = max(fits, key=lambda f: f[:2])
+        removed.intersection_update(back)
+        steps.pop(k)

@@ -1,0 +1,114 @@
+"""Goals for shrink: a latency or MAC budget met by per-group widths, and where the time goes.
+
+``shrink.target``: ``keep`` cuts the same fraction of every group (:func:`.channels.plan`);
+``latency`` and ``macs`` choose each group's width by importance lost per millisecond (or MAC)
+saved (:func:`.channels.plan_budget`) until the dense model's predicted cost times ``budget``
+(or ``budget_ms``) is met. Latency is predicted from per-layer tables measured on LiteRT
+(:mod:`train2infer.models.latency`); after fine-tuning the dense and the shrunk model are timed
+in one interleaved run, so the report states the prediction's error instead of assuming it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def tables(cfg, model, cache: Path | None, whole: dict | None = None) -> dict:
+    """Latency tables of ``model``'s kernel layers at ``cfg.precision`` and the fixed part, from
+    one interleaved run that also times ``model`` itself (and the models in ``whole``)."""
+    from train2infer.models import groups, io, latency
+
+    deps = groups.dependencies(model)
+    rep = _random_images(model, 8)
+    whole = {"dense": io.to_tflite(model, cfg.precision, representative=rep)} | (whole or {})
+    got = latency.measure(model, deps, cfg.precision, cfg.round_to, cfg.min_channels, cfg.grid_points, cache, whole)
+    c = latency.cost(model, deps, got["tables"])
+    got["layers_ms"] = sum(c.per_block(c.widths()).values())
+    got["fixed_ms"] = got["whole_ms"]["dense"] - got["layers_ms"]
+    return got
+
+
+def keep_cache(path: Path | None) -> None:
+    """Create the (declared, persistent) cache file empty if it is not there yet."""
+    from train2infer.models import latency
+
+    if path and not Path(path).is_file():
+        latency.save_cache(Path(path), {}, 1)
+
+
+def _random_images(model, n: int):
+    import numpy as np
+
+    return np.random.default_rng(0).uniform(0, 1, (n, *model.input_shape[1:])).astype(np.float32)
+
+
+def goal(cfg, model, lat: dict | None) -> dict | None:
+    """What the budget is, against the dense (trained) ``model``: None for ``target: keep``, else
+    ``unit`` (``ms`` or ``MACs``), ``dense`` (its predicted cost) and ``budget`` (the final one)."""
+    if cfg.target == "keep":
+        return None
+    from train2infer.models import groups
+
+    dense = cost_of(cfg, model, lat)(groups.dependencies(model))
+    dense = dense.total(dense.widths())
+    budget = cfg.budget_ms if cfg.budget_ms else cfg.budget * dense
+    return {"unit": "ms" if cfg.target == "latency" else "MACs", "dense": dense, "budget": budget}
+
+
+def cost_of(cfg, model, lat: dict | None):
+    """deps -> the :class:`train2infer.models.cost.Cost` of ``model`` under ``cfg.target``."""
+    from train2infer.models import latency
+
+    if cfg.target == "macs":
+        return lambda deps: latency.cost(model, deps, latency.macs_tables(model, deps, cfg.round_to,
+                                                                           cfg.min_channels, 2))
+    return lambda deps: latency.cost(model, deps, lat["tables"], lat["fixed_ms"])
+
+
+def plan_step(cfg, model, probe, lat: dict | None, aim: dict | None, step: int):
+    """The channels to cut from ``model`` at gradual step ``step`` (0-based) of ``cfg.steps``: with
+    a budget, the dense cost times ``(budget / dense) ** ((step + 1) / steps)``.
+
+    Returns:
+        ``(plan, trace)``; ``trace`` is None for ``target: keep``, else the chooser's (costs
+        before and after, this step's ``budget``, whether ``reached``).
+    """
+    from train2infer.shrink import channels
+
+    if aim is None:
+        return channels.plan(model, probe, cfg.criterion, cfg.step_keep(), cfg.min_channels, cfg.exclude,
+                             cfg.round_to, cfg.ranking), None
+    budget = aim["dense"] * (aim["budget"] / aim["dense"]) ** ((step + 1) / cfg.steps)
+    chosen, trace = channels.plan_budget(model, probe, cfg.criterion, cost_of(cfg, model, lat), budget,
+                                         cfg.min_channels, cfg.exclude, cfg.round_to)
+    return chosen, trace | {"budget": budget}
+
+
+def where_the_time_goes(cfg, trained, shrunk, cache: Path | None, lat: dict, aim: dict | None,
+                        traces: list) -> dict:
+    """``latency.json``: the dense and the shrunk model timed in one interleaved run beside their
+    predictions (tables, drift-corrected by the re-timed probe layer), and every kernel layer's
+    predicted time in both."""
+    from train2infer.models import groups, io, latency
+
+    rep = _random_images(trained, 8)
+    now = tables(cfg, trained, cache, {"shrunk": io.to_tflite(shrunk, cfg.precision, representative=rep)})
+    fixed = lat["fixed_ms"] * now["scale"]
+    dense_c = latency.cost(trained, groups.dependencies(trained), now["tables"], fixed)
+    small_c = latency.cost(shrunk, groups.dependencies(shrunk), now["tables"], fixed)
+    dense_ms, small_ms = dense_c.per_block(dense_c.widths()), small_c.per_block(small_c.widths())
+    small_w = {b.name: (b.cin, b.cout) for b in small_c.blocks}
+    rows = [{"layer": b.name, "kind": b.kind, "dense_widths": [b.cin, b.cout], "dense_ms": dense_ms[b.name],
+             "shrunk_widths": list(small_w.get(b.name, (0, 0))), "shrunk_ms": small_ms.get(b.name, 0.0)}
+            for b in dense_c.blocks]
+    models = {}
+    for name, c, ms in (("dense", dense_c, dense_ms), ("shrunk", small_c, small_ms)):
+        predicted, measured = fixed + sum(ms.values()), now["whole_ms"][name]
+        models[name] = {"predicted_ms": predicted, "measured_ms": measured, "error": predicted / measured - 1}
+    out = {"timed": True, "precision": cfg.precision, "threads": 1, "batch": 1, "grid_points": cfg.grid_points,
+           "fixed_ms": fixed, "overhead_ms": now["overhead_ms"], "drift_scale": now["scale"],
+           "table_entries": {"measured": lat["measured"], "cached": lat["cached"]}, "models": models, "layers": rows}
+    if aim is not None:
+        out["target"] = {"kind": cfg.target, **aim, "steps": [t for t in traces if t],
+                         "measured_fraction": models["shrunk"]["measured_ms"] / models["dense"]["measured_ms"]}
+    return out
