@@ -168,3 +168,25 @@ def test_int8_accuracy_control_is_tabled_per_variant():
     assert "| `trained_tflite_int8` | 0.9500 | 0.9490 | +0.10 | none needed | +0.10 | yes |" in text
     assert "| `shrunk_tflite_int8` | 0.9500 | 0.6000 | +35.00 | `FULLY_CONNECTED out` | +0.00 | yes |" in text
     assert sections.int8_control({"skipped": {}, "trained": {"tflite": {"t": {}}}}) == []
+
+
+def test_where_the_time_goes_states_prediction_beside_measurement_and_the_budget(tmp_path):
+    latency = {"timed": True, "precision": "float", "grid_points": 5, "fixed_ms": 0.01,
+               "table_entries": {"measured": 20, "cached": 0},
+               "models": {"dense": {"predicted_ms": 0.5, "measured_ms": 0.5, "error": 0.0},
+                          "shrunk": {"predicted_ms": 0.22, "measured_ms": 0.2, "error": 0.1}},
+               "layers": [{"layer": "a", "dense_ms": 0.3, "dense_widths": [32, 32], "shrunk_ms": 0.1,
+                           "shrunk_widths": [16, 16]},
+                          {"layer": "b", "dense_ms": 0.19, "dense_widths": [32, 10], "shrunk_ms": 0.11,
+                           "shrunk_widths": [16, 10]}],
+               "target": {"kind": "latency", "unit": "ms", "dense": 0.5, "budget": 0.25, "measured_fraction": 0.4,
+                          "steps": [{"reached": True}]}}
+    text = "\n".join(sections.where_the_time_goes(latency, "."))
+    assert "| shrunk | 0.2200 | 0.2000 | +10.0 % |" in text and "fixed 0.0100 ms" in text
+    assert "0.25 ms of the dense model's 0.5 ms" in text and "0.400 of the dense model's time." in text
+    assert text.index("`a` 0.3000 ms") < text.index("`b` 0.1900 ms")
+    drawn = plots.layer_times(latency, tmp_path / "t.png")
+    assert drawn["layers"][:2] == ["a", "b"] and drawn["shrunk_ms"]["a"] == 0.1 and (tmp_path / "t.png").is_file()
+    off = {"timed": False, "why": "shrink.time_layers is false"}
+    assert "Not measured: shrink.time_layers is false" in "\n".join(sections.where_the_time_goes(off, "."))
+    assert plots.layer_times(off, tmp_path / "u.png") == {"timed": False} and (tmp_path / "u.png").is_file()

@@ -138,3 +138,30 @@ def curves(series: dict[str, list[tuple[int, float]]], title: str, ylabel: str, 
     ax.legend(fontsize=8)
     _save(fig, path)
     return {name: [list(r) for r in rows] for name, rows in series.items()}
+
+
+def layer_times(latency: dict, path: Path, top: int = 12) -> dict:
+    """Where the time goes: each kernel layer's predicted LiteRT time (the latency tables) in the
+    dense and the shrunk model, the ``top`` most expensive, and the fixed part; a note when
+    shrink measured no tables."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if not latency.get("timed"):
+        ax.text(0.5, 0.5, "no latency tables measured\n(shrink.time_layers=false, shrink.target!=latency)",
+                ha="center", va="center")
+        ax.set_axis_off()
+        _save(fig, path)
+        return {"timed": False}
+    rows = sorted(latency["layers"], key=lambda r: -r["dense_ms"])[:top]
+    names = [r["layer"] for r in rows] + ["(fixed: overhead, element-wise ops)"]
+    dense = [r["dense_ms"] for r in rows] + [latency["fixed_ms"]]
+    shrunk = [r["shrunk_ms"] for r in rows] + [latency["fixed_ms"]]
+    y = range(len(names))
+    ax.barh([i - 0.2 for i in y], dense, height=0.4, label="dense (trained)")
+    ax.barh([i + 0.2 for i in y], shrunk, height=0.4, label="shrunk")
+    ax.set_yticks(list(y), names)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"predicted ms (LiteRT {latency['precision']}, batch 1, 1 thread)")
+    ax.set_title("Where the time goes (per-layer latency tables)")
+    ax.legend()
+    _save(fig, path)
+    return {"layers": names, "dense_ms": dict(zip(names, dense)), "shrunk_ms": dict(zip(names, shrunk))}

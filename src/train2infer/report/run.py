@@ -15,6 +15,7 @@ INPUTS = {  # key -> (path under the reports folder, what it is)
     "prune": ("prune/metrics.json", "prune metrics"),
     "shrink": ("shrink/metrics.json", "shrink metrics"),
     "channels": ("shrink/channels.json", "channel pruning details"),
+    "latency": ("shrink/latency.json", "shrink latency tables"),
     "prepare": ("prepare/summary.json", "prepare summary"),
 }
 CURVES = ("train", "shrink", "prune", "scratch")  # stages whose DVCLive curves make the training figure
@@ -48,6 +49,7 @@ def run(root: str | Path, out: Path) -> dict:
                                          out / "sparsity.png"),
         "throughput": plots.throughput(curves_tp, out / "throughput.png"),
         "roofline": plots.roofline(r["metrics"], out / "roofline.png"),
+        "layer_times": plots.layer_times(r["latency"], out / "layer_times.png"),
         "training": plots.curves(
             {f"{stage} {split}": live.series(Path(root) / stage, split, "accuracy")
              for stage in CURVES for split in ("train", "val")},

@@ -108,6 +108,7 @@ def markdown(r: dict, plotted: dict, figures: str) -> str:
     out += runtimes(r["metrics"], r["benchmark"])
     out += memory(r["benchmark"]["memory"]) + ["## Size", "", f"![Sizes]({figures}/sizes.png)", ""]
     out += pruning(r["shrink"], r["channels"], r["prune"], r["sparsity"], figures) + control(r["metrics"])
+    out += where_the_time_goes(r["latency"], figures)
     out += fusion(r["convert"]) + int8_control(r["convert"])
     out += xnnpack_markdown(r["metrics"], r["convert"], r["benchmark"])
     out += ["", "## Training", "", f"![Training]({figures}/training.png)", ""]
@@ -459,3 +460,34 @@ def per_class_markdown(per_class: dict, prepare: dict) -> list[str]:
     return rows + [""]
 
 
+
+
+def where_the_time_goes(latency: dict, figures: str) -> list[str]:
+    """The latency tables' per-layer breakdown, their prediction beside the measured totals, and
+    the latency budget when shrink had one."""
+    out = ["## Where the time goes", ""]
+    if not latency.get("timed"):
+        return out + [f"Not measured: {latency.get('why', 'no latency tables')}. `dvc exp run -S "
+                      "shrink.time_layers=true` (or `shrink.target=latency`) measures them.", ""]
+    m, fixed = latency["models"], latency["fixed_ms"]
+    out += [f"Per-layer latency tables (LiteRT, {latency['precision']}, batch 1, 1 thread; "
+            f"{latency['grid_points']} widths per axis, bilinear between; {latency['table_entries']['measured']} "
+            f"one-layer models timed, {latency['table_entries']['cached']} from the cache) predict each model as "
+            f"the sum of its kernel layers plus a fixed {fixed:.4f} ms (per-call overhead and element-wise ops). "
+            "Dense and shrunk were then timed whole in one interleaved run:", "",
+            "| model | predicted ms | measured p50 ms | error |", "|---|---:|---:|---:|"]
+    out += [f"| {n} | {v['predicted_ms']:.4f} | {v['measured_ms']:.4f} | {100 * v['error']:+.1f} % |"
+            for n, v in m.items()]
+    t = latency.get("target")
+    if t:
+        unit = t["unit"]
+        out += ["", f"Budget (`shrink.target={t['kind']}`): {t['budget']:,.4g} {unit} of the dense model's "
+                f"{t['dense']:,.4g} {unit}; measured, the shrunk model takes {t['measured_fraction']:.3f} of the "
+                f"dense model's time" + ("." if all(s["reached"] for s in t["steps"]) else
+                                          " (the budget was not reachable: every group at its floor).")]
+    top = sorted(latency["layers"], key=lambda r: -r["dense_ms"])[:5]
+    out += ["", "The most expensive layers of the dense model (predicted): " + ", ".join(
+        f"`{r['layer']}` {r['dense_ms']:.4f} ms ({r['dense_widths'][0]}→{r['dense_widths'][1]}; shrunk "
+        f"{r['shrunk_widths'][0]}→{r['shrunk_widths'][1]}: {r['shrunk_ms']:.4f} ms)" for r in top) + ".", "",
+        f"![Where the time goes]({figures}/layer_times.png)", ""]
+    return out
