@@ -1,0 +1,122 @@
+"""Does ``shrink.target=latency`` land on its budget, measured? The latency tables checked on real models.
+
+Composes ``conf/`` with the given overrides (as ``dvc exp run -S`` does), builds that model (random
+weights: which channels go does not change what a width costs), measures its latency tables, and
+chooses widths for ``--budget`` of the dense model's predicted latency (``plan_budget``, l1
+importance) and, for comparison, the uniform ``keep`` whose predicted latency is closest to the
+same budget. Then the dense model and both cuts are timed whole in one interleaved run (LiteRT,
+batch 1, 1 thread) and each prediction is set beside its measurement. Prints one line per model
+and writes ``latency_check.json``.
+
+Run:  python tools/latency_check.py --out reports/experiments/latency-budget/cnn
+      python tools/latency_check.py --out reports/experiments/latency-budget/resnet -S +experiment=cifar10_resnet
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import train2infer  # noqa: F401  (first: fixes the Keras flavour before TensorFlow loads)
+
+
+def build(overrides: list[str]):
+    """The model ``conf/`` composed with ``overrides`` describes, and the validated params."""
+    import os
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from train2infer import config
+    from train2infer.models import builders, config as model_config
+
+    with initialize_config_dir(os.path.abspath("conf"), version_base=None):
+        params = config.from_tree(OmegaConf.create(OmegaConf.to_container(
+            compose(config_name="config", overrides=overrides), resolve=True)))
+    shape = (params.prepare.image_size, params.prepare.image_size, params.prepare.channels)
+    name = params.model.name
+    return builders.build_model(name, shape, 10, params.seed, **model_config.options(params.model)), params
+
+
+def uniform_keep(model, probe, cost_of, cfg, budget: float):
+    """The uniform ``keep`` (0.20 .. 0.95) whose predicted latency is closest to ``budget``."""
+    from train2infer.shrink import channels
+
+    best = None
+    for k in [x / 100 for x in range(20, 96, 5)]:
+        plan = channels.plan(model, probe, "l1", k, cfg.min_channels, cfg.exclude, cfg.round_to, cfg.ranking)
+        c = cost_of(plan.deps)
+        gap = abs(c.total(c.widths(plan.removed)) - budget)
+        if best is None or gap < best[0]:
+            best = (gap, k, plan)
+    return best[1], best[2]
+
+
+def check(overrides: list[str], budget: float, out: Path, seconds: float) -> dict:
+    import numpy as np
+
+    from train2infer.models import groups, io, latency, work
+    from train2infer.shrink import channels
+
+    model, params = build(overrides)
+    cfg = params.shrink
+    probe = np.random.default_rng(0).uniform(0, 1, (64, *model.input_shape[1:])).astype(np.float32)
+    rep = probe[:8]
+    deps = groups.dependencies(model)
+    t0 = time.time()
+    got = latency.measure(model, deps, cfg.precision, cfg.round_to, cfg.min_channels, cfg.grid_points,
+                          out / "cache.json", {"dense": io.to_tflite(model, cfg.precision, representative=rep)}, 1,
+                          seconds)
+    tables_s = time.time() - t0
+    dense_cost = latency.cost(model, deps, got["tables"])
+    fixed = got["whole_ms"]["dense"] - dense_cost.total(dense_cost.widths())
+
+    def cost_of(d):
+        return latency.cost(model, d, got["tables"], fixed)
+
+    aim = budget * got["whole_ms"]["dense"]
+    chosen, trace = channels.plan_budget(model, probe, "l1", cost_of, aim, cfg.min_channels, cfg.exclude,
+                                         cfg.round_to)
+    keep, uniform = uniform_keep(model, probe, cost_of, cfg, aim)
+    cuts = {"latency": (chosen, groups.slice_model(model, chosen.deps, chosen.removed)),
+            f"keep {keep}": (uniform, groups.slice_model(model, uniform.deps, uniform.removed))}
+    whole = {"dense": io.to_tflite(model, cfg.precision, representative=rep)}
+    whole |= {n: io.to_tflite(m, cfg.precision, representative=rep) for n, (_, m) in cuts.items()}
+    now = latency.measure(model, deps, cfg.precision, cfg.round_to, cfg.min_channels, cfg.grid_points,
+                          out / "cache.json", whole, 1, seconds)
+    rows = {}
+    for name in whole:
+        m = model if name == "dense" else cuts[name][1]
+        c = latency.cost(m, groups.dependencies(m), now["tables"], fixed * now["scale"])
+        pred, meas = c.total(c.widths()), now["whole_ms"][name]
+        rows[name] = {"predicted_ms": pred, "measured_ms": meas, "error": pred / meas - 1,
+                      "macs": work.summary(m)["macs"],
+                      "fraction_of_dense": meas / now["whole_ms"]["dense"]}
+    return {"overrides": overrides, "model": model.name, "input": list(model.input_shape[1:]),
+            "precision": cfg.precision, "grid_points": cfg.grid_points, "round_to": cfg.round_to,
+            "budget": budget, "tables_seconds": tables_s, "table_entries": got["measured"] + got["cached"],
+            "fixed_ms": fixed, "drift_scale": now["scale"], "reached": trace["reached"], "uniform_keep": keep,
+            "models": rows}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-S", dest="overrides", action="append", default=[], help="a conf/ override, as dvc exp run -S")
+    ap.add_argument("--budget", type=float, default=0.5)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = check(args.overrides, args.budget, args.out, args.seconds)
+    (args.out / "latency_check.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{result['model']} {result['input']}: tables {result['tables_seconds']:.0f} s "
+          f"({result['table_entries']} entries), budget {args.budget} of dense")
+    for name, r in result["models"].items():
+        print(f"  {name:12s} predicted {r['predicted_ms']:.4f} ms, measured {r['measured_ms']:.4f} ms "
+              f"({100 * r['error']:+.1f} %), {r['fraction_of_dense']:.3f} of dense, {r['macs']:,} MACs")
+
+
+if __name__ == "__main__":
+    main()
