@@ -280,6 +280,8 @@ def test_accuracy_control_keeps_the_harmful_op_in_float_and_restores_float_accur
     assert len(report["float_ops"]) == 1 and report["float_ops"][0].startswith("FULLY_CONNECTED")
     ops = [op["op"] for op in litert.ops(content)]
     assert "CONV_2D" in ops and "DEQUANTIZE" in ops  # the rest stays int8; the float island has its own Q/DQ
+    assert set(report["latency_ms"]) == {"full_int8", "with_float_ops"}  # what it costs, timed side by side
+    assert min(report["latency_ms"].values()) > 0
     alone = {c["op"]: c["drop_alone"] for c in report["candidates"]}
     assert alone["FULLY_CONNECTED"] == 0.0 and alone["CONV_2D"] > 20  # measured one by one
     # within the floor already: the full int8 model is kept as it is, nothing measured op by op

@@ -159,14 +159,16 @@ def test_int8_accuracy_control_is_tabled_per_variant():
     kept = {"max_drop": 1.0, "float_accuracy": 0.95, "int8_accuracy": 0.949, "drop_before": 0.1, "drop_after": 0.1,
             "float_ops": [], "candidates": [], "within": True}
     fixed = kept | {"int8_accuracy": 0.6, "drop_before": 35.0, "drop_after": 0.0, "within": True,
-                    "float_ops": ["FULLY_CONNECTED out"], "candidates": [{"op": "FULLY_CONNECTED"}]}
+                    "float_ops": ["FULLY_CONNECTED out"], "candidates": [{"op": "FULLY_CONNECTED"}],
+                    "latency_ms": {"full_int8": 0.01, "with_float_ops": 0.015}}
     convert = {"skipped": {}, "trained": {"tflite": {"trained_tflite_int8": {"accuracy_control": kept}}},
                "shrunk": {"tflite": {"shrunk_tflite_int8": {"accuracy_control": fixed},
                                      "shrunk_tflite_float": {}}}}
     text = "\n".join(sections.int8_control(convert))
     assert "`convert.max_drop` = 1 points" in text
-    assert "| `trained_tflite_int8` | 0.9500 | 0.9490 | +0.10 | none needed | +0.10 | yes |" in text
-    assert "| `shrunk_tflite_int8` | 0.9500 | 0.6000 | +35.00 | `FULLY_CONNECTED out` | +0.00 | yes |" in text
+    assert "| `trained_tflite_int8` | 0.9500 | 0.9490 | +0.10 | none needed | +0.10 | yes | — |" in text
+    assert ("| `shrunk_tflite_int8` | 0.9500 | 0.6000 | +35.00 | `FULLY_CONNECTED out` | +0.00 | yes "
+            "| 0.0100 → 0.0150 |") in text
     assert sections.int8_control({"skipped": {}, "trained": {"tflite": {"t": {}}}}) == []
 
 

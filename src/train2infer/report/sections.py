@@ -364,12 +364,14 @@ def int8_control(convert: dict) -> list[str]:
     out = ["", "## int8 accuracy control", "",
            f"Full int8 against float32 TFLite on validation images (`convert.max_drop` = {rows[0][1]['max_drop']:g} "
            "points); beyond it, the ops that cost the most (each measured kept in float alone) stay float.", "",
-           "| variant | float accuracy | int8 accuracy | drop (points) | ops kept in float | drop after | within |",
-           "|---|---|---|---|---|---|---|"]
+           "| variant | float accuracy | int8 accuracy | drop (points) | ops kept in float | drop after | within "
+           "| p50 ms full int8 → with float ops |", "|---|---|---|---|---|---|---|---|"]
     for name, r in rows:
         kept = ", ".join(f"`{op}`" for op in r["float_ops"]) or ("none helped" if r["candidates"] else "none needed")
+        ms = r.get("latency_ms")
+        cost = f"{ms['full_int8']:.4f} → {ms['with_float_ops']:.4f}" if ms else "—"
         out.append(f"| `{name}` | {r['float_accuracy']:.4f} | {r['int8_accuracy']:.4f} | {r['drop_before']:+.2f} | "
-                   f"{kept} | {r['drop_after']:+.2f} | {'yes' if r['within'] else '**no**'} |")
+                   f"{kept} | {r['drop_after']:+.2f} | {'yes' if r['within'] else '**no**'} | {cost} |")
     return out
 
 
