@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 test: lint
-	$(BIN)/python -m pytest -n 2 -m "not archs"
+	$(BIN)/python -m pytest -n 2 -m "not archs" --durations=15
 
 test-archs: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -m archs
