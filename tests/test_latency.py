@@ -162,6 +162,7 @@ def test_shrink_with_a_latency_budget_reports_prediction_beside_measurement(tmp_
     for name in ("dense", "shrunk"):
         m = report["models"][name]
         assert m["measured_ms"] > 0 and m["error"] == pytest.approx(m["predicted_ms"] / m["measured_ms"] - 1)
+    assert report["models"]["dense"]["error"] == pytest.approx(0, abs=1e-9)  # the reference of the drift
     assert {r["layer"] for r in report["layers"]} == {"s0c0_conv", "s1c0_conv", "hidden", "logits"}
     assert any(r["shrunk_widths"] != r["dense_widths"] for r in report["layers"])
     assert "latency budget 0.5" in describe(summary) and "measured" in describe(summary)

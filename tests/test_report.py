@@ -173,7 +173,7 @@ def test_int8_accuracy_control_is_tabled_per_variant():
 
 
 def test_where_the_time_goes_states_prediction_beside_measurement_and_the_budget(tmp_path):
-    latency = {"timed": True, "precision": "float", "grid_points": 5, "fixed_ms": 0.01,
+    latency = {"timed": True, "precision": "float", "grid_points": 5, "fixed_ms": 0.01, "drift_scale": 1.0,
                "table_entries": {"measured": 20, "cached": 0},
                "models": {"dense": {"predicted_ms": 0.5, "measured_ms": 0.5, "error": 0.0},
                           "shrunk": {"predicted_ms": 0.22, "measured_ms": 0.2, "error": 0.1}},

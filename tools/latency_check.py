@@ -5,7 +5,8 @@ weights: which channels go does not change what a width costs), measures its lat
 chooses widths for ``--budget`` of the dense model's predicted latency (``plan_budget``, l1
 importance) and, for comparison, the uniform ``keep`` whose predicted latency is closest to the
 same budget. Then the dense model and both cuts are timed whole in one interleaved run (LiteRT,
-batch 1, 1 thread) and each prediction is set beside its measurement. Prints one line per model
+batch 1, 1 thread) and each prediction is set beside its measurement (the tables scaled by how the
+dense model's time moved since they were measured: dense is the reference, its error 0). Prints one line per model
 and writes ``latency_check.json``.
 
 Run:  python tools/latency_check.py --out reports/experiments/latency-budget/cnn
@@ -84,21 +85,21 @@ def check(overrides: list[str], budget: float, out: Path, seconds: float) -> dic
             f"keep {keep}": (uniform, groups.slice_model(model, uniform.deps, uniform.removed))}
     whole = {"dense": io.to_tflite(model, cfg.precision, representative=rep)}
     whole |= {n: io.to_tflite(m, cfg.precision, representative=rep) for n, (_, m) in cuts.items()}
-    now = latency.measure(model, deps, cfg.precision, cfg.round_to, cfg.min_channels, cfg.grid_points,
-                          out / "cache.json", whole, 1, seconds)
+    now = latency.time_whole(whole, model.input_shape[1:], 1, seconds)
+    scale = now["dense"] / got["whole_ms"]["dense"]  # the machine's drift since the tables: dense is the reference
     rows = {}
     for name in whole:
         m = model if name == "dense" else cuts[name][1]
-        c = latency.cost(m, groups.dependencies(m), now["tables"], fixed * now["scale"])
-        pred, meas = c.total(c.widths()), now["whole_ms"][name]
+        c = latency.cost(m, groups.dependencies(m), got["tables"], fixed)
+        pred, meas = c.total(c.widths()) * scale, now[name]
         rows[name] = {"predicted_ms": pred, "measured_ms": meas, "error": pred / meas - 1,
-                      "macs": work.summary(m)["macs"],
-                      "fraction_of_dense": meas / now["whole_ms"]["dense"]}
+                      "macs": work.summary(m)["macs"], "predicted_fraction": pred / now["dense"],
+                      "fraction_of_dense": meas / now["dense"]}
     return {"overrides": overrides, "model": model.name, "input": list(model.input_shape[1:]),
             "precision": cfg.precision, "grid_points": cfg.grid_points, "round_to": cfg.round_to,
             "budget": budget, "tables_seconds": tables_s, "table_entries": got["measured"] + got["cached"],
-            "fixed_ms": fixed, "drift_scale": now["scale"], "reached": trace["reached"], "uniform_keep": keep,
-            "models": rows}
+            "fixed_ms": fixed, "drift_scale": scale, "cache_scale": got["scale"], "reached": trace["reached"],
+            "uniform_keep": keep, "models": rows}
 
 
 def main() -> None:
@@ -115,7 +116,8 @@ def main() -> None:
           f"({result['table_entries']} entries), budget {args.budget} of dense")
     for name, r in result["models"].items():
         print(f"  {name:12s} predicted {r['predicted_ms']:.4f} ms, measured {r['measured_ms']:.4f} ms "
-              f"({100 * r['error']:+.1f} %), {r['fraction_of_dense']:.3f} of dense, {r['macs']:,} MACs")
+              f"({100 * r['error']:+.1f} %), {r['fraction_of_dense']:.3f} of dense (predicted "
+              f"{r['predicted_fraction']:.3f}), {r['macs']:,} MACs")
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ the fixed part of a prediction is the measured whole model minus the sum of its 
 
 Tables are cached in a JSON file keyed by the layer (class, config, input shape, widths,
 precision) and by the machine (CPU, core count, library versions): a sweep measures each layer
-once. Because this machine's speed drifts, every run also re-times one cached layer (the most
-expensive) and scales the cached values by its ratio now / then.
+once. Because this machine's speed drifts, every run also re-times the five most expensive cached
+layers and scales the cached values by the median of their ratios now / then.
 """
 
 from __future__ import annotations
@@ -167,11 +167,11 @@ def measure(model: keras.Model, deps: Dependencies, precision: str, round_to: in
     cells = {key(model.get_layer(b.name), ci, co, precision): (b.name, ci, co)
              for b in blks for ci in grid[b.name][0] for co in grid[b.name][1]}
     todo = {k: v for k, v in cells.items() if k not in entries}
-    probe = max((k for k in cells if k in entries), key=entries.get, default=None)
+    probes = sorted((k for k in cells if k in entries), key=entries.get)[-5:]  # the costliest cached: least noisy
     phase = Phase("shrink", f"latency tables: {len(todo)} layer shapes to convert, {len(cells) - len(todo)} cached",
-                  total=len(todo) + 1, unit="model")
+                  total=len(todo) + len(probes), unit="model")
     calls = {OVERHEAD: _runner(_overhead_model(), precision, threads, rng)}
-    for k in list(todo) + ([probe] if probe else []):
+    for k in list(todo) + probes:
         name, ci, co = cells[k]
         calls[k] = _runner(micro(model.get_layer(name), ci, co), precision, threads, rng)
         phase.update(len(calls) - 1)
@@ -182,7 +182,8 @@ def measure(model: keras.Model, deps: Dependencies, precision: str, round_to: in
     timed = timing.interleaved_latency(calls, warmup_runs=5, min_runs=50, min_seconds=seconds, runs_per_round=10)
     overhead = timed[OVERHEAD]["p50_ms"]
     net = {k: max(timed[k]["p50_ms"] - overhead, 0.0) for k in calls if k in cells}
-    scale = net[probe] / entries[probe] if probe and entries[probe] > 0 else 1.0
+    ratios = [net[k] / entries[k] for k in probes if entries[k] > 0 and net[k] > 0]
+    scale = float(np.median(ratios)) if ratios else 1.0
     values = {k: net[k] if k in todo else entries[k] * scale for k in cells}
     if cache:
         save_cache(cache, {**entries, **{k: net[k] for k in todo}}, threads)
@@ -191,6 +192,16 @@ def measure(model: keras.Model, deps: Dependencies, precision: str, round_to: in
                              for ci in grid[b.name][0]]) for b in blks}
     return {"tables": tables, "blocks": blks, "whole_ms": {n: timed[n]["p50_ms"] for n in (whole or {})},
             "overhead_ms": overhead, "measured": len(todo), "cached": len(cells) - len(todo), "scale": scale}
+
+
+def time_whole(whole: dict, shape, threads: int = 1, seconds: float = 3.0) -> dict:
+    """p50 ms of whole ``.tflite`` models (name -> bytes) in one interleaved run, batch 1."""
+    from train2infer import litert
+
+    x = np.random.default_rng(0).uniform(0, 1, (1, *shape)).astype(np.float32)
+    calls = {n: litert.runner(litert.interpreter(c, num_threads=threads), x) for n, c in whole.items()}
+    timed = timing.interleaved_latency(calls, warmup_runs=20, min_runs=200, min_seconds=seconds, runs_per_round=20)
+    return {n: timed[n]["p50_ms"] for n in whole}
 
 
 def macs_tables(model: keras.Model, deps: Dependencies, round_to: int, floor: int, points: int) -> dict:

@@ -476,7 +476,9 @@ def where_the_time_goes(latency: dict, figures: str) -> list[str]:
             f"{latency['grid_points']} widths per axis, bilinear between; {latency['table_entries']['measured']} "
             f"one-layer models timed, {latency['table_entries']['cached']} from the cache) predict each model as "
             f"the sum of its kernel layers plus a fixed {fixed:.4f} ms (per-call overhead and element-wise ops). "
-            "Dense and shrunk were then timed whole in one interleaved run:", "",
+            "Dense and shrunk were then timed whole in one interleaved run, the tables scaled by how the dense "
+            f"model's time moved since they were measured (×{latency['drift_scale']:.3f}; dense is the reference, "
+            "its error 0 by construction):", "",
             "| model | predicted ms | measured p50 ms | error |", "|---|---:|---:|---:|"]
     out += [f"| {n} | {v['predicted_ms']:.4f} | {v['measured_ms']:.4f} | {100 * v['error']:+.1f} % |"
             for n, v in m.items()]

@@ -70,7 +70,7 @@ def run(cfg, train_cfg, seed: int, data: str | Path, model_in: str | Path, model
         io.save_for_inference(shrunk, model_out)
         live.summary.update(compare(trained, shrunk, val_xy, acc_cut, rows) | settings(cfg))
         if lat is not None:
-            live.summary.update(time_both(cfg, trained, shrunk, latency_cache, lat, aim, traces, reports))
+            live.summary.update(time_both(cfg, trained, shrunk, lat, aim, traces, reports))
         write_json(Path(reports) / "channels.json", describe_groups(chosen))
         return {**live.summary, "chief": chief}
 
@@ -99,11 +99,11 @@ def settings(cfg) -> dict:
             "budget": cfg.budget_ms if cfg.budget_ms else cfg.budget}
 
 
-def time_both(cfg, trained, shrunk, cache, lat: dict, aim, traces: list, reports: Path) -> dict:
+def time_both(cfg, trained, shrunk, lat: dict, aim, traces: list, reports: Path) -> dict:
     """Write ``latency.json`` (:func:`.target.where_the_time_goes`); its figures for the summary."""
     from train2infer.shrink import target
 
-    timed = target.where_the_time_goes(cfg, trained, shrunk, cache, lat, aim, traces)
+    timed = target.where_the_time_goes(cfg, trained, shrunk, lat, aim, traces)
     write_json(Path(reports) / "latency.json", timed)
     d, s = timed["models"]["dense"], timed["models"]["shrunk"]
     return {"latency_dense_ms": d["measured_ms"], "latency_shrunk_ms": s["measured_ms"],
