@@ -4,8 +4,9 @@ For every kernel layer (its rule counts MACs: Conv2D, Dense, DepthwiseConv2D, Se
 Conv2DTranspose, a user's registered layer) a one-layer model is cut out of the real one at a
 grid of input x output widths (its rule's ``slice``: the layer's own kernel, stride, padding and
 input size), converted to TFLite and timed with LiteRT (XNNPACK, batch 1, one thread) in one
-interleaved run (:mod:`train2infer.timing`), minus the time of an empty model (the per-call
-overhead). Between grid points the table is bilinear (:class:`train2infer.models.cost.Table`);
+interleaved run (:mod:`train2infer.timing`): ``invoke`` only, the input set once (inside a model a
+layer's input and output are not copied in and out), minus the time of an empty model (the
+per-call overhead). Between grid points the table is bilinear (:class:`train2infer.models.cost.Table`);
 the fixed part of a prediction is the measured whole model minus the sum of its layers.
 
 Tables are cached in a JSON file keyed by the layer (class, config, input shape, widths,
@@ -33,6 +34,7 @@ from train2infer.models.rules import rule_for
 
 L = keras.layers
 OVERHEAD = "(empty model)"
+METHOD = 2  # how entries are timed (invoke only, input set once); older caches are not used
 
 
 def blocks(model: keras.Model, deps: Dependencies) -> list[Block]:
@@ -102,7 +104,7 @@ def key(layer: L.Layer, cin: int, cout: int, precision: str) -> str:
 
 def fingerprint(threads: int) -> dict:
     """What a cached table is valid for: the machine and the runtime."""
-    return {k: v for k, v in machine.describe().items() if k != "python"} | {"threads": threads}
+    return {k: v for k, v in machine.describe().items() if k != "python"} | {"threads": threads, "method": METHOD}
 
 
 def load_cache(path: Path | None, threads: int) -> dict:
@@ -135,7 +137,8 @@ def _runner(model: keras.Model, precision: str, threads: int, rng: np.random.Gen
     shape = tuple(model.input_shape[1:])
     rep = rng.uniform(0, 1, (4, *shape)).astype(np.float32) if precision == "int8" else None
     interp = litert.interpreter(to_tflite(model, precision, representative=rep), num_threads=threads)
-    return litert.runner(interp, rng.uniform(0, 1, (1, *shape)).astype(np.float32))
+    litert.runner(interp, rng.uniform(0, 1, (1, *shape)).astype(np.float32))()  # input set once
+    return interp.invoke  # the layer's work only: inside a model its input and output are not copied
 
 
 def measure(model: keras.Model, deps: Dependencies, precision: str, round_to: int, floor: int, points: int,
