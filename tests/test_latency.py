@@ -178,3 +178,17 @@ def test_shrink_with_a_latency_budget_reports_prediction_beside_measurement(tmp_
 def test_budget_settings_the_model_cannot_take_are_refused(overrides, key):
     with pytest.raises(ParamError, match=f"shrink.{key}"):
         params(overrides)
+
+
+def test_calibration_makes_the_dense_prediction_its_measured_time():
+    """What the tables miss (adds, pooling, copies) is spread over the layers in proportion: the
+    dense model's prediction is its measured time, a cut model's falls with its layers."""
+    from train2infer.models import latency
+
+    blocks = [Block("a", "Conv2D", 1, 2, {}, {0: 1, 1: 1}), Block("b", "Conv2D", 2, 1, {0: 1, 1: 1}, {})]
+    tables = {"a": Table([1], [0, 2], [[0.0, 1.0]]), "b": Table([0, 2], [1], [[0.0], [2.0]])}
+    scaled, k = latency.calibrate(tables, layers_ms=3.0, whole_ms=6.5, overhead_ms=0.5)
+    assert k == 2.0 and scaled["b"].values == [[0.0], [4.0]] and tables["b"].values == [[0.0], [2.0]]
+    cost = Cost(blocks, scaled, fixed=0.5)
+    assert cost.total(cost.widths()) == pytest.approx(6.5)
+    assert cost.total(cost.widths({1})) == pytest.approx(0.5 + 1.0 + 2.0)  # half of each layer

@@ -184,7 +184,7 @@ def test_where_the_time_goes_states_prediction_beside_measurement_and_the_budget
                "target": {"kind": "latency", "unit": "ms", "dense": 0.5, "budget": 0.25, "measured_fraction": 0.4,
                           "steps": [{"reached": True}]}}
     text = "\n".join(sections.where_the_time_goes(latency, "."))
-    assert "| shrunk | 0.2200 | 0.2000 | +10.0 % |" in text and "fixed 0.0100 ms" in text
+    assert "| shrunk | 0.2200 | 0.2000 | +10.0 % |" in text and "overhead 0.0100 ms" in text
     assert "0.25 ms of the dense model's 0.5 ms" in text and "0.400 of the dense model's time." in text
     assert text.index("`a` 0.3000 ms") < text.index("`b` 0.1900 ms")
     drawn = plots.layer_times(latency, tmp_path / "t.png")

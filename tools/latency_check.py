@@ -72,10 +72,13 @@ def check(overrides: list[str], budget: float, out: Path, seconds: float) -> dic
                           seconds)
     tables_s = time.time() - t0
     dense_cost = latency.cost(model, deps, got["tables"])
-    fixed = got["whole_ms"]["dense"] - dense_cost.total(dense_cost.widths())
+    layers = dense_cost.total(dense_cost.widths())
+    tables, k = latency.calibrate(got["tables"], layers, got["whole_ms"]["dense"], got["overhead_ms"])
+    fixed = got["overhead_ms"]
+    additive = got["whole_ms"]["dense"] - layers  # the other way: the remainder as a fixed part
 
     def cost_of(d):
-        return latency.cost(model, d, got["tables"], fixed)
+        return latency.cost(model, d, tables, fixed)
 
     aim = budget * got["whole_ms"]["dense"]
     chosen, trace = channels.plan_budget(model, probe, "l1", cost_of, aim, cfg.min_channels, cfg.exclude,
@@ -90,16 +93,18 @@ def check(overrides: list[str], budget: float, out: Path, seconds: float) -> dic
     rows = {}
     for name in whole:
         m = model if name == "dense" else cuts[name][1]
-        c = latency.cost(m, groups.dependencies(m), got["tables"], fixed)
+        c = latency.cost(m, groups.dependencies(m), tables, fixed)
+        raw = latency.cost(m, groups.dependencies(m), got["tables"], additive)
         pred, meas = c.total(c.widths()) * scale, now[name]
         rows[name] = {"predicted_ms": pred, "measured_ms": meas, "error": pred / meas - 1,
+                      "additive_error": raw.total(raw.widths()) * scale / meas - 1,
                       "macs": work.summary(m)["macs"], "predicted_fraction": pred / now["dense"],
                       "fraction_of_dense": meas / now["dense"]}
     return {"overrides": overrides, "model": model.name, "input": list(model.input_shape[1:]),
             "precision": cfg.precision, "grid_points": cfg.grid_points, "round_to": cfg.round_to,
             "budget": budget, "tables_seconds": tables_s, "table_entries": got["measured"] + got["cached"],
-            "fixed_ms": fixed, "drift_scale": scale, "cache_scale": got["scale"], "reached": trace["reached"],
-            "uniform_keep": keep, "models": rows}
+            "fixed_ms": fixed, "calibration": k, "drift_scale": scale, "cache_scale": got["scale"],
+            "reached": trace["reached"], "uniform_keep": keep, "models": rows}
 
 
 def main() -> None:
@@ -117,7 +122,8 @@ def main() -> None:
     for name, r in result["models"].items():
         print(f"  {name:12s} predicted {r['predicted_ms']:.4f} ms, measured {r['measured_ms']:.4f} ms "
               f"({100 * r['error']:+.1f} %), {r['fraction_of_dense']:.3f} of dense (predicted "
-              f"{r['predicted_fraction']:.3f}), {r['macs']:,} MACs")
+              f"{r['predicted_fraction']:.3f}), {r['macs']:,} MACs; remainder as a fixed part instead: "
+              f"{100 * r['additive_error']:+.1f} %")
 
 
 if __name__ == "__main__":

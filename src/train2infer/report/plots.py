@@ -152,7 +152,7 @@ def layer_times(latency: dict, path: Path, top: int = 12) -> dict:
         _save(fig, path)
         return {"timed": False}
     rows = sorted(latency["layers"], key=lambda r: -r["dense_ms"])[:top]
-    names = [r["layer"] for r in rows] + ["(fixed: overhead, element-wise ops)"]
+    names = [r["layer"] for r in rows] + ["(per-call overhead)"]
     dense = [r["dense_ms"] for r in rows] + [latency["fixed_ms"]]
     shrunk = [r["shrunk_ms"] for r in rows] + [latency["fixed_ms"]]
     y = range(len(names))

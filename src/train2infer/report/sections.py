@@ -475,7 +475,9 @@ def where_the_time_goes(latency: dict, figures: str) -> list[str]:
     out += [f"Per-layer latency tables (LiteRT, {latency['precision']}, batch 1, 1 thread; "
             f"{latency['grid_points']} widths per axis, bilinear between; {latency['table_entries']['measured']} "
             f"one-layer models timed, {latency['table_entries']['cached']} from the cache) predict each model as "
-            f"the sum of its kernel layers plus a fixed {fixed:.4f} ms (per-call overhead and element-wise ops). "
+            f"the sum of its kernel layers, scaled ×{latency.get('calibration', 1.0):.3f} so the dense model's sum "
+            "equals its measured time (element-wise ops and copies follow the widths), plus the per-call overhead "
+            f"{fixed:.4f} ms. "
             "Dense and shrunk were then timed whole in one interleaved run, the tables scaled by how the dense "
             f"model's time moved since they were measured (×{latency['drift_scale']:.3f}; dense is the reference, "
             "its error 0 by construction):", "",

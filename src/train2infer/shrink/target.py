@@ -14,8 +14,9 @@ from pathlib import Path
 
 
 def tables(cfg, model, cache: Path | None, whole: dict | None = None) -> dict:
-    """Latency tables of ``model``'s kernel layers at ``cfg.precision`` and the fixed part, from
-    one interleaved run that also times ``model`` itself (and the models in ``whole``)."""
+    """Latency tables of ``model``'s kernel layers at ``cfg.precision``, calibrated on ``model``
+    itself timed in the same interleaved run (with the models in ``whole``); the fixed part is the
+    per-call overhead."""
     from train2infer.models import groups, io, latency
 
     deps = groups.dependencies(model)
@@ -24,7 +25,9 @@ def tables(cfg, model, cache: Path | None, whole: dict | None = None) -> dict:
     got = latency.measure(model, deps, cfg.precision, cfg.round_to, cfg.min_channels, cfg.grid_points, cache, whole)
     c = latency.cost(model, deps, got["tables"])
     got["layers_ms"] = sum(c.per_block(c.widths()).values())
-    got["fixed_ms"] = got["whole_ms"]["dense"] - got["layers_ms"]
+    got["tables"], got["calibration"] = latency.calibrate(got["tables"], got["layers_ms"], got["whole_ms"]["dense"],
+                                                          got["overhead_ms"])
+    got["fixed_ms"] = got["overhead_ms"]
     return got
 
 
@@ -113,6 +116,7 @@ def where_the_time_goes(cfg, trained, shrunk, lat: dict, aim: dict | None, trace
         models[name] = {"predicted_ms": predicted, "measured_ms": now[name], "error": predicted / now[name] - 1}
     out = {"timed": True, "precision": cfg.precision, "threads": 1, "batch": 1, "grid_points": cfg.grid_points,
            "fixed_ms": fixed, "overhead_ms": lat["overhead_ms"], "drift_scale": scale,
+           "calibration": lat["calibration"],
            "table_entries": {"measured": lat["measured"], "cached": lat["cached"]}, "models": models, "layers": rows}
     if aim is not None:
         out["target"] = {"kind": cfg.target, **aim, "steps": [t for t in traces if t],
