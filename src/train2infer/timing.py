@@ -139,3 +139,13 @@ def saturation_batch(images_per_second: dict[int, float], tolerance: float = 0.0
     if len(batches) > 1 and images_per_second[batches[-1]] > (1 + tolerance) * images_per_second[batches[-2]]:
         return None
     return min(b for b in batches if images_per_second[b] >= (1 - tolerance) * best)
+
+
+def tflite_p50(models: dict, x: np.ndarray, threads: int = 1, seconds: float = 2.0) -> dict[str, float]:
+    """p50 ms of whole ``.tflite`` models (name -> bytes) on input ``x`` (batch 1), interleaved in
+    one run on LiteRT: what comparing two conversions of one model needs."""
+    from train2infer import litert
+
+    calls = {n: litert.runner(litert.interpreter(c, num_threads=threads), x) for n, c in models.items()}
+    timed = interleaved_latency(calls, warmup_runs=20, min_runs=200, min_seconds=seconds, runs_per_round=20)
+    return {n: timed[n]["p50_ms"] for n in models}

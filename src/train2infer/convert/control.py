@@ -134,9 +134,6 @@ def within_floor(model, content: bytes, float_correct: np.ndarray, val: tuple, r
 def latency_cost(full: bytes, mixed: bytes, x: np.ndarray, seconds: float = 2.0) -> dict:
     """p50 latency (LiteRT, batch 1, 1 thread) of full int8 and of int8 with some ops kept float,
     in one interleaved run: what the accuracy cost in time."""
-    from train2infer import litert, timing
+    from train2infer import timing
 
-    calls = {name: litert.runner(litert.interpreter(c, num_threads=1), x) for name, c in
-             (("full_int8", full), ("with_float_ops", mixed))}
-    got = timing.interleaved_latency(calls, warmup_runs=20, min_runs=200, min_seconds=seconds, runs_per_round=20)
-    return {name: got[name]["p50_ms"] for name in calls}
+    return timing.tflite_p50({"full_int8": full, "with_float_ops": mixed}, x, 1, seconds)

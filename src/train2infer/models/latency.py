@@ -200,12 +200,8 @@ def measure(model: keras.Model, deps: Dependencies, precision: str, round_to: in
 
 def time_whole(whole: dict, shape, threads: int = 1, seconds: float = 3.0) -> dict:
     """p50 ms of whole ``.tflite`` models (name -> bytes) in one interleaved run, batch 1."""
-    from train2infer import litert
-
-    x = np.random.default_rng(0).uniform(0, 1, (1, *shape)).astype(np.float32)
-    calls = {n: litert.runner(litert.interpreter(c, num_threads=threads), x) for n, c in whole.items()}
-    timed = timing.interleaved_latency(calls, warmup_runs=20, min_runs=200, min_seconds=seconds, runs_per_round=20)
-    return {n: timed[n]["p50_ms"] for n in whole}
+    return timing.tflite_p50(whole, np.random.default_rng(0).uniform(0, 1, (1, *shape)).astype(np.float32),
+                             threads, seconds)
 
 
 def calibrate(tables: dict, layers_ms: float, whole_ms: float, overhead_ms: float) -> tuple[dict, float]:
