@@ -291,3 +291,58 @@ def test_accuracy_control_keeps_the_harmful_op_in_float_and_restores_float_accur
     few = (val[0][:4], val[1][:4])
     same, small = control.within_floor(model, full, float_right[:4], few, rep, max_drop=1.0, max_float_layers=3)
     assert same == full and small["candidates"] == [] and small["mcnemar_p"] >= 0.05
+
+
+def _outlier_pair_model():
+    """Two 1x1 convolutions whose float function is ordinary but whose first output has one channel
+    1,000x larger than the rest (its kernel and bias scaled; the second conv's matching input
+    weights divided: ReLU commutes with a positive factor), as tools/outlier_channel.py makes. Int8
+    gives that tensor one scale, so the other channels round to zero: only keeping *both* convs in
+    float restores the answers (the writer alone re-quantizes the tensor for the reader)."""
+    import tf_keras as keras
+
+    rng = np.random.default_rng(1)
+    inp = keras.Input((6, 6, 3), name="image")
+    h = keras.layers.Conv2D(8, 1, activation="relu", name="c0")(inp)
+    h = keras.layers.Conv2D(8, 1, activation="relu", name="c1")(h)
+    h = keras.layers.GlobalAveragePooling2D(name="gap")(h)
+    model = keras.Model(inp, keras.layers.Dense(3, name="logits")(h))
+    k0, b0 = rng.normal(0, 1, (1, 1, 3, 8)), rng.normal(0, 0.1, 8)
+    k0[..., 0] *= 1000
+    b0[0] *= 1000
+    k1 = rng.normal(0, 1, (1, 1, 8, 8))
+    k1[:, :, 0, :] /= 1000
+    model.get_layer("c0").set_weights([k0, b0])
+    model.get_layer("c1").set_weights([k1, rng.normal(0, 0.1, 8)])
+    kernel = rng.normal(0, 1, (8, 3))
+    # images that differ in colour more than in texture, so that the pooled features spread
+    x = ((rng.random((3000, 1, 1, 3)) + 0.1 * rng.random((3000, 6, 6, 3))) / 1.1).astype(np.float32)
+    model.get_layer("logits").set_weights([kernel, np.zeros(3)])
+    model.get_layer("logits").set_weights([kernel, -model(x).numpy().mean(0)])  # every class answered
+    logits = model(x).numpy()
+    top = np.sort(logits, -1)
+    wide = (top[:, -1] - top[:, -2]) > 0.1 * (logits.max() - logits.min())
+    y = np.argmax(logits, -1)
+    keep = np.concatenate([np.flatnonzero(wide & (y == k))[:120] for k in range(3)])  # balanced
+    return model, x[keep], y[keep]
+
+
+def test_accuracy_control_gives_back_ops_that_only_a_pair_needed_in_float():
+    """No op alone is enough (the damage needs two in float together), so the accumulation keeps
+    what it tried until the pair is in; the give-back returns the rest to int8."""
+    from train2infer.convert import control
+
+    model, x, y = _outlier_pair_model()
+    rep, val = x[:100], (x[100:], y[100:])
+    full = tflite.to_tflite(model, "int8", rep)
+    float_right = control.correct(tflite.to_tflite(model, "float"), *val)
+    assert float(np.mean(float_right)) == 1.0 and control.accuracy(full, *val) < 0.8
+    content, report = control.within_floor(model, full, float_right, val, rep, max_drop=1.0, max_float_layers=5)
+    drops = {c["op"] + " " + c["tensor"]: c["drop_alone"] for c in report["candidates"]}
+    assert min(drops.values()) > 5  # no op kept float alone reaches the floor
+    assert report["within"] and report["drop_after"] <= 1.0
+    assert [op.split()[0] for op in report["float_ops"]] == ["CONV_2D", "CONV_2D"], report["float_ops"]
+    assert report["given_back"]  # what the accumulation took beyond the pair went back to int8
+    assert control.accuracy(content, *val) >= 0.99
+    kinds = [op["op"] for op in litert.ops(content)]
+    assert "FULLY_CONNECTED" in kinds and "QUANTIZE" in kinds  # the head stayed int8

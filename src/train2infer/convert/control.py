@@ -20,6 +20,7 @@ recipes with validation) would do the same job; it is alpha and being renamed, s
 from __future__ import annotations
 
 import csv
+import functools
 import io as _io
 import warnings
 
@@ -111,24 +112,74 @@ def within_floor(model, content: bytes, float_correct: np.ndarray, val: tuple, r
         return content, report | {"drop_after": report["drop_before"], "within": True}
     float_accuracy = report["float_accuracy"]
     found = candidates(model, representative)
+    drop_of = functools.partial(_drop, model, representative, int8_io, float_accuracy, val,
+                                frozenset(c["tensor"] for c in found))
     for c in found:  # the effect of each op alone
-        c["drop_alone"] = 100 * (float_accuracy - accuracy(quantize_without(model, representative, [c["tensor"]],
-                                                                            int8_io), x, y))
+        c["drop_alone"] = drop_of([c["tensor"]])[1]
     ranked = sorted(found, key=lambda c: (c["drop_alone"], -c["rmse_per_scale"]))
-    best, drop, best_denied, denied = content, report["drop_before"], [], []
-    for c in ranked[:max_float_layers]:  # the most harmful first, accumulating
-        denied.append(c["tensor"])
-        trial = quantize_without(model, representative, denied, int8_io)
-        trial_drop = 100 * (float_accuracy - accuracy(trial, x, y))
+    best, drop, best_denied = accumulate([c["tensor"] for c in ranked[:max_float_layers]], content,
+                                         report["drop_before"], max_drop, drop_of)
+    given_back = []
+    if drop <= max_drop and len(best_denied) > 1:
+        best, drop, best_denied, given_back = give_back(best, drop, best_denied, max_drop, drop_of)
+    if best is None:  # only with every op in float: that is the float model, not int8
+        best, drop, best_denied = content, report["drop_before"], []
+    float_ops = [f"{c['op']} {c['tensor']}" for c in ranked if c["tensor"] in best_denied]
+    report |= {"candidates": found, "float_ops": float_ops, "given_back": given_back, "drop_after": drop,
+               "within": drop <= max_drop}
+    if best is not content:
+        report["latency_ms"] = latency_cost(content, best, x[:1])
+    return best, report
+
+
+def accumulate(order: list[str], content: bytes, drop: float, max_drop: float, drop_of) -> tuple:
+    """Keep the ops writing ``order``'s tensors in float, one more at a time, until within
+    ``max_drop``: ``(bytes, drop, denied)`` of the smallest drop met on the way (``content`` and
+    ``drop`` if none is smaller)."""
+    best, best_denied, denied = content, [], []
+    for tensor in order:
+        denied.append(tensor)
+        trial, trial_drop = drop_of(denied)
         if trial_drop < drop:
             best, drop, best_denied = trial, trial_drop, list(denied)
         if trial_drop <= max_drop:
             break
-    float_ops = [f"{c['op']} {c['tensor']}" for c in ranked if c["tensor"] in best_denied]
-    report |= {"candidates": found, "float_ops": float_ops, "drop_after": drop, "within": drop <= max_drop}
-    if best is not content:
-        report["latency_ms"] = latency_cost(content, best, x[:1])
-    return best, report
+    return best, drop, best_denied
+
+
+def _drop(model, representative, int8_io: bool, float_accuracy: float, val, every: frozenset,
+          denied: list[str]) -> tuple:
+    """The int8 bytes with ``denied`` kept float, and their drop in points against float on ``val``;
+    ``(None, 0.0)`` when ``denied`` is ``every`` op (the float model: the debugger cannot convert it)."""
+    if every <= set(denied):
+        return None, 0.0
+    trial = quantize_without(model, representative, denied, int8_io)
+    return trial, 100 * (float_accuracy - accuracy(trial, *val))
+
+
+def give_back(content: bytes, drop: float, denied: list[str], max_drop: float, drop_of) -> tuple:
+    """Return ops to int8, the last added first, while the drop stays within ``max_drop``.
+
+    Ops measured one at a time all look harmless when the damage needs two of them in float
+    together (an outlier channel: the op writing it and the op reading it); the accumulation then
+    keeps every op it tried until the pair is in. Each op is tried back in int8 once.
+
+    Args:
+        content, drop, denied: The accumulated model, its drop and its float ops' tensors.
+        max_drop: The floor, in points.
+        drop_of: ``denied -> (bytes, drop)``.
+
+    Returns:
+        ``(content, drop, denied, given_back)``: the same or fewer ops in float, still within.
+    """
+    given_back = []
+    for tensor in list(reversed(denied)):
+        fewer = [t for t in denied if t != tensor]
+        trial, trial_drop = drop_of(fewer)
+        if trial_drop <= max_drop:
+            content, drop, denied = trial, trial_drop, fewer
+            given_back.append(tensor)
+    return content, drop, denied, given_back
 
 
 def latency_cost(full: bytes, mixed: bytes, x: np.ndarray, seconds: float = 2.0) -> dict:

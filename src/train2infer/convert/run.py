@@ -87,9 +87,11 @@ def export_source(name: str, model, out: Path, ctx: dict) -> tuple[dict, list[Va
     saved_model.export_saved_model(folded, out / sm.path)  # BN folded: Grappler fuses more
     entry = {"keras_layers": fold["layers_before"], "keras_fold": fold,
              "saved_model_graph": saved_model.graph_optimization(out / sm.path), "tflite": {}}
-    exported = plan(name, cfg)
+    exported, float_content = plan(name, cfg), None
     for v in exported:
-        content, extra = convert_one(v, model, ctx)
+        content, extra = convert_one(v, model, ctx, float_content)
+        if v.precision == "float" and not v.sparse:
+            float_content = content  # the int8 control compares against it: converted once
         (out / v.path).write_bytes(content)
         entry["tflite"][v.name] = {**check_tflite(v, content, model, x_check, reference, cfg.float_atol), **extra}
     return entry, exported + [sm]
@@ -117,14 +119,15 @@ def fold_check(name: str, model, folded, x, reference, atol: float) -> dict:
             "max_abs_diff": diff, "max_abs_diff_float32": diff32, "max_abs_logit": float(np.max(np.abs(reference)))}
 
 
-def convert_one(v: Variant, model, ctx: dict) -> tuple[bytes, dict]:
-    """The ``.tflite`` bytes of one variant (PQAT fine-tunes a copy first), and extras."""
+def convert_one(v: Variant, model, ctx: dict, float_content: bytes | None = None) -> tuple[bytes, dict]:
+    """The ``.tflite`` bytes of one variant (PQAT fine-tunes a copy first), and extras;
+    ``float_content``: the model's float32 ``.tflite`` if already converted."""
     from train2infer import litert
     from train2infer.convert import tflite
 
     cfg = ctx["cfg"]
     if v.precision == "int8" and cfg.max_drop is not None:
-        return controlled_int8(model, ctx)
+        return controlled_int8(model, ctx, float_content)
     if v.precision != "pqat":
         return tflite.to_tflite(model, v.precision, ctx["representative"], int8_io=cfg.int8_io, sparse=v.sparse), {}
     qmodel, history = pqat(model, ctx, preserve_sparsity=(v.source == "pruned"))
@@ -134,14 +137,16 @@ def convert_one(v: Variant, model, ctx: dict) -> tuple[bytes, dict]:
     return content, {"pqat_history": history, "pqat_test_accuracy": accuracy}
 
 
-def controlled_int8(model, ctx: dict) -> tuple[bytes, dict]:
+def controlled_int8(model, ctx: dict, float_content: bytes | None = None) -> tuple[bytes, dict]:
     """Full int8, with the ops that cost the most validation accuracy kept in float until the drop
-    against float32 TFLite is within ``convert.max_drop`` points (:mod:`train2infer.convert.control`)."""
+    against float32 TFLite (``float_content``, converted here if None) is within ``convert.max_drop``
+    points (:mod:`train2infer.convert.control`)."""
     from train2infer.convert import control, tflite
 
     cfg, rep = ctx["cfg"], ctx["representative"]
     content = tflite.to_tflite(model, "int8", rep, int8_io=cfg.int8_io)
-    float_correct = control.correct(tflite.to_tflite(model, "float"), *ctx["val"])
+    float_content = float_content if float_content is not None else tflite.to_tflite(model, "float")
+    float_correct = control.correct(float_content, *ctx["val"])
     content, report = control.within_floor(model, content, float_correct, ctx["val"], rep, cfg.max_drop,
                                            cfg.max_float_layers, cfg.int8_io)
     return content, {"accuracy_control": report}
@@ -211,5 +216,7 @@ def control_line(variant: str, r: dict) -> str:
     if not r["candidates"]:
         return head + f" (McNemar p={r['mcnemar_p']:.2g}): kept full int8"
     kept = f"{len(r['float_ops'])} op{'s' if len(r['float_ops']) != 1 else ''} kept in float"
+    back = f", {len(r['given_back'])} more tried and given back to int8" if r.get("given_back") else ""
     verdict = "within the floor" if r["within"] else "STILL OUTSIDE the floor (try convert.quantization=[pqat])"
-    return f"{head}: {kept} ({', '.join(r['float_ops']) or 'none helped'}), then loses {r['drop_after']:.2f}, {verdict}"
+    return (f"{head}: {kept} ({', '.join(r['float_ops']) or 'none helped'}){back}, then loses {r['drop_after']:.2f}, "
+            f"{verdict}")
