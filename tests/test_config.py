@@ -49,10 +49,11 @@ def test_every_named_experiment_composes_and_validates(tmp_path, monkeypatch):
     assert set(names) == recorded - tools_only
     monkeypatch.chdir(tmp_path)  # a model file an experiment makes first (tools/resnet_style.py) exists here
     (tmp_path / "data" / "models").mkdir(parents=True)
-    (tmp_path / "data" / "models" / "resnet18s.keras").write_bytes(b"")
+    for made in ("resnet18s.keras", "outlier.keras"):
+        (tmp_path / "data" / "models" / made).write_bytes(b"")
     for name in names:
         params = config.from_tree(compose([f"+experiment={name}"]))
-        assert params.prepare.name and params.train.epochs >= 1, name
+        assert params.prepare.name and (params.train.epochs >= 1 or params.model.name == "file"), name
     r = config.from_tree(compose(["+experiment=resnet-shrink96"]))
     assert (r.model.name, r.prepare.image_size, r.shrink.keep, r.train.epochs) == ("file", 96, 0.5, 40)
     cifar = config.from_tree(compose(["+experiment=cifar10"]))
