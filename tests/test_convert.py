@@ -346,3 +346,31 @@ def test_accuracy_control_gives_back_ops_that_only_a_pair_needed_in_float():
     assert control.accuracy(content, *val) >= 0.99
     kinds = [op["op"] for op in litert.ops(content)]
     assert "FULLY_CONNECTED" in kinds and "QUANTIZE" in kinds  # the head stayed int8
+
+
+@pytest.mark.slow
+def test_qat_takes_over_when_the_float_fallback_is_not_allowed_enough_ops(tmp_path, tiny, prepared, trained):
+    """The tiny CNN with an outlier channel (tools/outlier_channel.py: same float function) loses
+    most of its answers in full int8; with one op allowed in float the fallback cannot fix it (the
+    writer and the reader of the outlier are both needed), so quantization-aware fine-tuning runs,
+    and its int8 model is taken because it loses less."""
+    import dataclasses
+    import json
+
+    from outlier_channel import scale_channel
+
+    from train2infer.convert.run import run
+    from train2infer.models.io import save_for_inference
+
+    path = tmp_path / "outlier.keras"
+    save_for_inference(scale_channel(trained, "s0c0_bn", "s1c0_conv", 0, 1000.0), path)
+    cfg = dataclasses.replace(tiny.convert, quantization=["int8"], max_float_layers=1, qat_fallback=True)
+    run(cfg, tiny.seed, prepared, {"trained": path}, tmp_path / "export", tmp_path / "summary.json")
+    r = json.loads((tmp_path / "summary.json").read_text())["trained"]["tflite"]["trained_tflite_int8"]
+    r = r["accuracy_control"]
+    assert r["drop_before"] > 20 and len(r["candidates"]) > 1  # int8 really breaks, the fallback was tried
+    assert r["qat"]["taken"] and r["qat"]["drop"] == r["drop_after"] < r["drop_before"] - 20
+    assert r["float_ops"] == [] and set(r["latency_ms"]) == {"full_int8", "qat_int8"}
+    content = (tmp_path / "export" / "trained_tflite_int8.tflite").read_bytes()
+    kinds = [op["op"] for op in litert.ops(content)]
+    assert kinds[0] == "QUANTIZE" and "CONV_2D" in kinds  # an integer model, what the QAT converted to

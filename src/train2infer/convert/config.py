@@ -27,6 +27,7 @@ class ConvertConfig:
     max_drop: Optional[float]  # points; None: no accuracy control
     max_float_layers: int = ranged(1)
     control_images: int = ranged(1)
+    qat_fallback: bool  # still outside after max_float_layers: quantization-aware training (pqat_epochs)
 
     def check(self) -> None:
         if self.max_drop is not None and (isinstance(self.max_drop, bool) or self.max_drop < 0):

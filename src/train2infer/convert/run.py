@@ -127,7 +127,7 @@ def convert_one(v: Variant, model, ctx: dict, float_content: bytes | None = None
 
     cfg = ctx["cfg"]
     if v.precision == "int8" and cfg.max_drop is not None:
-        return controlled_int8(model, ctx, float_content)
+        return controlled_int8(model, ctx, float_content, v.source)
     if v.precision != "pqat":
         return tflite.to_tflite(model, v.precision, ctx["representative"], int8_io=cfg.int8_io, sparse=v.sparse), {}
     qmodel, history = pqat(model, ctx, preserve_sparsity=(v.source == "pruned"))
@@ -137,19 +137,43 @@ def convert_one(v: Variant, model, ctx: dict, float_content: bytes | None = None
     return content, {"pqat_history": history, "pqat_test_accuracy": accuracy}
 
 
-def controlled_int8(model, ctx: dict, float_content: bytes | None = None) -> tuple[bytes, dict]:
+def controlled_int8(model, ctx: dict, float_content: bytes | None = None, source: str = "") -> tuple[bytes, dict]:
     """Full int8, with the ops that cost the most validation accuracy kept in float until the drop
     against float32 TFLite (``float_content``, converted here if None) is within ``convert.max_drop``
-    points (:mod:`train2infer.convert.control`)."""
+    points (:mod:`train2infer.convert.control`); still outside, and ``convert.qat_fallback``:
+    the int8 model of a quantization-aware fine-tune when its drop is smaller."""
     from train2infer.convert import control, tflite
 
     cfg, rep = ctx["cfg"], ctx["representative"]
-    content = tflite.to_tflite(model, "int8", rep, int8_io=cfg.int8_io)
+    full = tflite.to_tflite(model, "int8", rep, int8_io=cfg.int8_io)
     float_content = float_content if float_content is not None else tflite.to_tflite(model, "float")
     float_correct = control.correct(float_content, *ctx["val"])
-    content, report = control.within_floor(model, content, float_correct, ctx["val"], rep, cfg.max_drop,
+    content, report = control.within_floor(model, full, float_correct, ctx["val"], rep, cfg.max_drop,
                                            cfg.max_float_layers, cfg.int8_io)
+    if not report["within"] and cfg.qat_fallback:
+        content, report["qat"] = qat_fallback(model, ctx, full, content, report, source == "pruned")
     return content, {"accuracy_control": report}
+
+
+def qat_fallback(model, ctx: dict, full: bytes, content: bytes, report: dict,
+                 preserve_sparsity: bool) -> tuple[bytes, dict]:
+    """Quantization-aware fine-tuning of a copy of ``model`` (:func:`pqat`), converted to int8 and
+    measured on the validation images like the float fallback: its bytes if its drop is smaller
+    than ``report``'s ``drop_after`` (then timed beside ``full``, the full int8 model), else
+    ``content``; and what it measured."""
+    from train2infer import timing
+    from train2infer.convert import control, tflite
+
+    cfg = ctx["cfg"]
+    qmodel, history = pqat(model, ctx, preserve_sparsity)
+    trial = tflite.to_tflite(qmodel, "pqat", int8_io=cfg.int8_io)
+    drop = 100 * (report["float_accuracy"] - control.accuracy(trial, *ctx["val"]))
+    taken = drop < report["drop_after"]
+    if taken:
+        report["drop_after"], report["within"], report["float_ops"] = drop, drop <= cfg.max_drop, []
+        report["latency_ms"] = timing.tflite_p50({"full_int8": full, "qat_int8": trial}, ctx["val"][0][:1])
+    return (trial if taken else content), {"epochs": cfg.pqat_epochs, "drop": drop, "taken": taken,
+                                           "history": history}
 
 
 def check_tflite(v: Variant, content: bytes, model, x, reference, float_atol: float) -> dict:
@@ -217,6 +241,10 @@ def control_line(variant: str, r: dict) -> str:
         return head + f" (McNemar p={r['mcnemar_p']:.2g}): kept full int8"
     kept = f"{len(r['float_ops'])} op{'s' if len(r['float_ops']) != 1 else ''} kept in float"
     back = f", {len(r['given_back'])} more tried and given back to int8" if r.get("given_back") else ""
-    verdict = "within the floor" if r["within"] else "STILL OUTSIDE the floor (try convert.quantization=[pqat])"
+    if (q := r.get("qat")) and q["taken"]:
+        back = f"; quantization-aware training ({q['epochs']} epochs) took over"
+    elif q:
+        back += f"; quantization-aware training ({q['epochs']} epochs) lost {q['drop']:.2f}, not taken"
+    verdict = "within the floor" if r["within"] else "STILL OUTSIDE the floor"
     return (f"{head}: {kept} ({', '.join(r['float_ops']) or 'none helped'}){back}, then loses {r['drop_after']:.2f}, "
             f"{verdict}")

@@ -368,8 +368,10 @@ def int8_control(convert: dict) -> list[str]:
            "| p50 ms full int8 → with float ops |", "|---|---|---|---|---|---|---|---|"]
     for name, r in rows:
         kept = ", ".join(f"`{op}`" for op in r["float_ops"]) or ("none helped" if r["candidates"] else "none needed")
+        if (q := r.get("qat")) and q["taken"]:
+            kept = f"none: quantization-aware training ({q['epochs']} epochs) instead"
         ms = r.get("latency_ms")
-        cost = f"{ms['full_int8']:.4f} → {ms['with_float_ops']:.4f}" if ms else "—"
+        cost = f"{ms['full_int8']:.4f} → {ms.get('with_float_ops', ms.get('qat_int8')):.4f}" if ms else "—"
         out.append(f"| `{name}` | {r['float_accuracy']:.4f} | {r['int8_accuracy']:.4f} | {r['drop_before']:+.2f} | "
                    f"{kept} | {r['drop_after']:+.2f} | {'yes' if r['within'] else '**no**'} | {cost} |")
     return out
