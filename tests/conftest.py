@@ -35,6 +35,21 @@ def pytest_configure(config):
         tf.config.threading.set_intra_op_parallelism_threads(1)
 
 
+@pytest.hookimpl(trylast=True)  # after -m has deselected: ``items`` is what runs
+def pytest_collection_modifyitems(config, items):
+    """`make test` runs two workers with ``--dist worksteal``: each first takes one half of this
+    list, in order, and an idle one then steals from the other. The queued sweep (about ten minutes
+    alone) leads the first half and the next-longest tests not built on the shared project lead the
+    second, so that neither worker is left with one long test at the end."""
+    first = [i for i in items if i.path.name == "test_sweep.py"]
+    second = [i for i in items if i.path.name in ("test_interrupt.py", "test_distributed.py")]
+    if not first:
+        return
+    rest = [i for i in items if i not in first and i not in second]
+    cut = max(0, len(items) // 2 - len(first))
+    items[:] = first + rest[:cut] + second + rest[cut:]
+
+
 @pytest.fixture(scope="session")
 def tiny():
     """The validated Params of conf/ with the TINY overrides."""

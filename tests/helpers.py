@@ -35,6 +35,10 @@ TINY = [
     "evaluate.throughput_seconds=0.05",
 ]
 
+# For experiments run on top of a TINY project: latency at one thread count and no throughput sweep
+# halve evaluate's measurement processes (the e2e test checks both thread counts on the TINY run).
+ONE_THREAD = ["evaluate.threads=[1]", "evaluate.batch_sizes=[1]"]
+
 
 def compose(overrides=()):
     """Compose conf/ exactly as DVC's Hydra integration does, plus overrides."""
@@ -135,6 +139,29 @@ def run_project(dst: Path, overrides: list[str]) -> tuple[Path, str]:
     git("add", "-A", cwd=dst)
     git("commit", "-qm", "dvc repro", cwd=dst)
     return dst, ran.stdout + ran.stderr
+
+
+def shared_project(factory, dst: Path) -> tuple[Path, str]:
+    """A copy at ``dst`` of one TINY project after :func:`run_project` (its first `dvc repro`,
+    committed), and what that repro printed. The project is built once per test run and shared by
+    the pytest-xdist workers (a file lock; ``PYTEST_XDIST_TESTRUNUID`` names the run): the e2e,
+    sweep, remote and reproducibility tests all start from the same from-scratch run instead of
+    each repeating it. Every copy is a whole folder (git, DVC cache, outputs): tests may change it.
+    """
+    import fcntl
+
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    root = factory.getbasetemp().parent / f"shared-{run}" if run else factory.getbasetemp() / "shared"
+    root.mkdir(exist_ok=True)
+    with open(root / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "done").exists():
+            shutil.rmtree(root / "proj", ignore_errors=True)
+            _, out = run_project(root / "proj", TINY)
+            (root / "repro.log").write_text(out)
+            (root / "done").touch()
+    shutil.copytree(root / "proj", dst, symlinks=True)
+    return dst, (root / "repro.log").read_text()
 
 
 def module_file(name: str) -> Path | None:

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from test_report import check_report
 
-from helpers import ROOT, TINY, dvc, git, make_project, run_project
+from helpers import ONE_THREAD, ROOT, TINY, dvc, git, make_project, shared_project
 from train2infer.core import quiet
 from train2infer.evaluate.metrics import METRIC_KEYS
 
@@ -28,7 +28,7 @@ def _ran(output: str) -> list[str]:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     """A copy of the tracked project with tiny params, committed, after one `dvc repro`."""
-    return run_project(tmp_path_factory.mktemp("e2e") / "proj", TINY)
+    return shared_project(tmp_path_factory, tmp_path_factory.mktemp("e2e") / "proj")
 
 
 @pytest.mark.slow
@@ -110,7 +110,7 @@ def test_second_repro_runs_nothing(repo):
 def test_exp_run_reruns_only_downstream_of_prune_and_shows_metrics(repo):
     """The most common sweep, a sparsity change, re-runs neither training nor channel pruning."""
     dst, _ = repo
-    overrides = [a for o in TINY + ["prune.final_sparsity=0.5"] for a in ("-S", o)]
+    overrides = [a for o in TINY + ONE_THREAD + ["prune.final_sparsity=0.5"] for a in ("-S", o)]
     out = dvc("exp", "run", *overrides, cwd=dst).stdout
     assert _ran(out) == ["check", "prune", "convert", "evaluate", "report"]  # check's stamp: same bytes
     metrics = json.loads((dst / "reports" / "evaluate" / "metrics.json").read_text())

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import TINY, dvc, git, run_project
+from helpers import dvc, git, shared_project
 from train2infer.core.publish import ZIP_EPOCH, stable_zip
 
 # Files holding measured times (seconds, images/s) and nothing the other outputs could be
@@ -99,8 +99,8 @@ def _lock_outs(root: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_the_pipeline_twice_from_scratch_gives_the_same_bytes(tmp_path):
-    a, _ = run_project(tmp_path / "a", TINY)
+def test_the_pipeline_twice_from_scratch_gives_the_same_bytes(tmp_path, tmp_path_factory):
+    a, _ = shared_project(tmp_path_factory, tmp_path / "a")  # the shared run, from scratch too
     b = tmp_path / "b"
     git("clone", "-q", str(a), str(b), cwd=tmp_path)  # a fresh folder: no outputs, no cache
     assert not (b / "models").exists()

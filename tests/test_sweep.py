@@ -10,7 +10,7 @@ import time
 import pytest
 import sweep
 
-from helpers import ROOT, TINY, dvc, run_project, tool_env
+from helpers import ONE_THREAD, ROOT, TINY, dvc, shared_project, tool_env
 from train2infer import Train2InferError
 
 
@@ -73,8 +73,8 @@ def test_a_failing_measurement_names_the_exception_not_kerass_last_line():
 
 
 @pytest.mark.slow
-def test_queued_two_point_sweep_runs_and_is_summarised(tmp_path):
-    proj, _ = run_project(tmp_path / "proj", TINY)
+def test_queued_two_point_sweep_runs_and_is_summarised(tmp_path, tmp_path_factory):
+    proj, _ = shared_project(tmp_path_factory, tmp_path / "proj")
 
     def module(*args, check=True):
         proc = subprocess.run([sys.executable, "tools/sweep.py", *args], cwd=proj, env=tool_env(),
@@ -87,7 +87,7 @@ def test_queued_two_point_sweep_runs_and_is_summarised(tmp_path):
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: sweep point")
     assert "Queued" not in dvc("queue", "status", cwd=proj).stdout
 
-    args = [a for o in TINY for a in ("-S", o)]
+    args = [a for o in TINY + ONE_THREAD for a in ("-S", o)]
     module("queue", *args, "-S", "prune.final_sparsity=choice(0.5,0.7)")
     dvc("queue", "start", "-j", "2", cwd=proj)
     try:
