@@ -154,7 +154,12 @@ def _drop(model, representative, int8_io: bool, float_accuracy: float, val, ever
     if every <= set(denied):
         return None, 0.0
     trial = quantize_without(model, representative, denied, int8_io)
-    return trial, 100 * (float_accuracy - accuracy(trial, *val))
+    return trial, drop_points(trial, float_accuracy, val)
+
+
+def drop_points(content: bytes, float_accuracy: float, val: tuple) -> float:
+    """Accuracy points a ``.tflite`` model loses on ``val`` against the float model's accuracy."""
+    return 100 * (float_accuracy - accuracy(content, *val))
 
 
 def give_back(content: bytes, drop: float, denied: list[str], max_drop: float, drop_of) -> tuple:
@@ -182,9 +187,10 @@ def give_back(content: bytes, drop: float, denied: list[str], max_drop: float, d
     return content, drop, denied, given_back
 
 
-def latency_cost(full: bytes, mixed: bytes, x: np.ndarray, seconds: float = 2.0) -> dict:
-    """p50 latency (LiteRT, batch 1, 1 thread) of full int8 and of int8 with some ops kept float,
-    in one interleaved run: what the accuracy cost in time."""
+def latency_cost(full: bytes, mixed: bytes, x: np.ndarray, seconds: float = 2.0, name: str = "with_float_ops") -> dict:
+    """p50 latency (LiteRT, batch 1, 1 thread) of full int8 and of the int8 model that replaced it
+    (``name``: some ops kept float, or ``qat_int8``), in one interleaved run: what the accuracy
+    cost in time."""
     from train2infer import timing
 
-    return timing.tflite_p50({"full_int8": full, "with_float_ops": mixed}, x, 1, seconds)
+    return timing.tflite_p50({"full_int8": full, name: mixed}, x, 1, seconds)

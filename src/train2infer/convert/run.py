@@ -161,17 +161,16 @@ def qat_fallback(model, ctx: dict, full: bytes, content: bytes, report: dict,
     measured on the validation images like the float fallback: its bytes if its drop is smaller
     than ``report``'s ``drop_after`` (then timed beside ``full``, the full int8 model), else
     ``content``; and what it measured."""
-    from train2infer import timing
     from train2infer.convert import control, tflite
 
     cfg = ctx["cfg"]
     qmodel, history = pqat(model, ctx, preserve_sparsity)
     trial = tflite.to_tflite(qmodel, "pqat", int8_io=cfg.int8_io)
-    drop = 100 * (report["float_accuracy"] - control.accuracy(trial, *ctx["val"]))
+    drop = control.drop_points(trial, report["float_accuracy"], ctx["val"])
     taken = drop < report["drop_after"]
     if taken:
         report["drop_after"], report["within"], report["float_ops"] = drop, drop <= cfg.max_drop, []
-        report["latency_ms"] = timing.tflite_p50({"full_int8": full, "qat_int8": trial}, ctx["val"][0][:1])
+        report["latency_ms"] = control.latency_cost(full, trial, ctx["val"][0][:1], name="qat_int8")
     return (trial if taken else content), {"epochs": cfg.pqat_epochs, "drop": drop, "taken": taken,
                                            "history": history}
 
@@ -239,12 +238,14 @@ def control_line(variant: str, r: dict) -> str:
             f"validation images (convert.max_drop={r['max_drop']:g})")
     if not r["candidates"]:
         return head + f" (McNemar p={r['mcnemar_p']:.2g}): kept full int8"
+    verdict = "within the floor" if r["within"] else "STILL OUTSIDE the floor"
+    q = r.get("qat")
+    if q and q["taken"]:
+        return (f"{head}: no op set within max_float_layers was enough; quantization-aware training ({q['epochs']} "
+                f"epochs) took over, then loses {r['drop_after']:.2f}, {verdict}")
     kept = f"{len(r['float_ops'])} op{'s' if len(r['float_ops']) != 1 else ''} kept in float"
     back = f", {len(r['given_back'])} more tried and given back to int8" if r.get("given_back") else ""
-    if (q := r.get("qat")) and q["taken"]:
-        back = f"; quantization-aware training ({q['epochs']} epochs) took over"
-    elif q:
+    if q:
         back += f"; quantization-aware training ({q['epochs']} epochs) lost {q['drop']:.2f}, not taken"
-    verdict = "within the floor" if r["within"] else "STILL OUTSIDE the floor"
     return (f"{head}: {kept} ({', '.join(r['float_ops']) or 'none helped'}){back}, then loses {r['drop_after']:.2f}, "
             f"{verdict}")
