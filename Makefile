@@ -2,7 +2,8 @@
 # make test  : create .venv, install, run the test suite in two processes (< 15 min on 2 cores)
 # make test-fast: the unit tests only (not the slow end-to-end ones; < 2 min)
 # make lint : ruff (pyflakes, isort, pycodestyle at 120 columns; pyproject.toml); make test runs it first
-# make test-archs: every standard architecture through the whole pipeline (~15-20 min; CI runs it too)
+# make test-archs: every standard architecture through the whole pipeline, and the channel-group and
+#                 folding checks of the four not in `make test` (~20 min; CI runs it too)
 # make params: regenerate params.yaml from conf/ (what DVC's Hydra composition writes)
 # make readme: rewrite README.md's generated blocks from reports/ (a test checks they are current)
 PYTHON ?= python3.11

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
@@ -35,10 +36,23 @@ TINY = [
     "evaluate.throughput_seconds=0.05",
 ]
 
-# For experiments run on top of a TINY project: latency at one thread count and no throughput sweep
-# halve evaluate's measurement processes (the e2e test checks both thread counts on the TINY run).
-ONE_THREAD = ["evaluate.threads=[1]", "evaluate.batch_sizes=[1]"]
+# For experiments run on top of a TINY project: latency at one thread count, no throughput sweep and
+# LiteRT only (the SavedModels are still exported, not timed): 13 measurement processes, one of them
+# loading TensorFlow (the baseline), where the TINY run itself starts 34, 10 loading TensorFlow (the
+# e2e test checks all 17 variants at both thread counts there).
+ONE_THREAD = ["evaluate.threads=[1]", "evaluate.batch_sizes=[1]", "evaluate.runtimes=[litert]"]
 
+
+# Standard architectures whose per-architecture checks run in `make test`: a residual network and one
+# with depthwise convolutions, squeeze-excite and hard-swish. The others (DenseNet121's concatenations,
+# EfficientNetB0, MobileNetV2, MobileNetV3Large: 15-45 s each per check here) run in `make test-archs`,
+# which CI runs too; `make test` covers concatenations on a user's model (tests/test_groups.py).
+IN_MAKE_TEST = ("MobileNetV3Small", "ResNet50")
+
+
+def arch_params(archs) -> list:
+    """``archs`` as parametrize values, those not in :data:`IN_MAKE_TEST` marked ``archs``."""
+    return [a if a in IN_MAKE_TEST else pytest.param(a, marks=pytest.mark.archs) for a in archs]
 
 def compose(overrides=()):
     """Compose conf/ exactly as DVC's Hydra integration does, plus overrides."""

@@ -97,8 +97,9 @@ def check_pipeline(out: dict, model) -> None:
 
 
 # 2-8 minutes each here (DenseNet121's 430 layers, ResNet50's 25M weights; MobileNetV3Small 5): they run
-# in `make test-archs` (CI runs it after `make test`). `make test` has every architecture's channel
-# groups (tests/test_groups.py) and a user's two-branch model through every stage (below).
+# in `make test-archs` (CI runs it after `make test`). `make test` has MobileNetV3Small's and ResNet50's
+# channel groups and folding (tests/test_groups.py, tests/test_models.py; helpers.IN_MAKE_TEST) and a
+# user's two-branch model through every stage (below).
 @pytest.mark.parametrize("arch", [pytest.param(a, marks=pytest.mark.archs) for a in ARCHS])
 def test_every_listed_architecture_goes_through_every_stage(arch, shapes32, tmp_path):
     from train2infer.models import io

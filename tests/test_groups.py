@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import kill_classes, shuffle_batchnorm
+from helpers import arch_params, kill_classes, shuffle_batchnorm
 from train2infer.models import builders, graph, groups, work
 from train2infer.models.config import ARCHS
 from train2infer.shrink import channels
@@ -151,7 +151,7 @@ def test_removing_dead_channels_of_every_layer_kind_keeps_the_outputs():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", list(ARCHS))
+@pytest.mark.parametrize("arch", arch_params(ARCHS))
 def test_removing_dead_channels_of_a_standard_architecture_keeps_the_outputs(arch):
     model = builders.build_application((32, 32, 3), 10, arch=arch)
     chosen, _ = _dead_removal_is_exact(model)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from helpers import arch_params
 from train2infer.models import builders, graph, work
+from train2infer.models.config import ARCHS
 from train2infer.prepared import to_float
 
 
@@ -204,11 +206,8 @@ def test_a_transposed_convolution_counts_as_the_convolution_it_transposes():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", ["MobileNetV2", "MobileNetV3Small", "MobileNetV3Large", "ResNet50",
-                                  "EfficientNetB0", "DenseNet121"])
+@pytest.mark.parametrize("arch", arch_params(ARCHS))
 def test_fold_and_counts_on_every_listed_architecture(arch):
-    from train2infer.models.config import ARCHS
-
     model = builders.build_application((32, 32, 3), 5, arch=arch, alpha=0.35 if ARCHS[arch] else 1.0)
     _check_fold_and_count(_random_batchnorm(model), np.random.default_rng(0).random((2, 32, 32, 3)))
 

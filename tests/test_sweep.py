@@ -61,6 +61,16 @@ def test_summary_and_frontiers():
     assert "![accuracy vs latency](./latency-1.png)" in text and "Frontier: `e`, `d`." in text
     assert sweep.by_data({"a": "h1", "b": "h2", "c": "h1", "w": None}) == [["a", "c"], ["b"], ["w"]]
 
+    # Where the latencies come from: as measured alone, or by `sweep bench` in one or more sessions.
+    assert "not comparable across experiments" in sweep.latency_source(s)
+    method = {"variants": 34, "rounds": 10, "runs_per_round": 20, "threads": 1}
+    one = {"method": method, "machine": {}, "sessions": [{"state": {"others_fraction": 0.02}}]}
+    together = dict(s, rows=[dict(r, timed="together") for r in s["rows"]])
+    text = sweep.latency_source(dict(together, bench=one))
+    assert "from `python tools/sweep.py bench`: one interleaved session, 34 models" in text and "2.0%" in text
+    two = dict(one, sessions=[{"state": {}}, {"state": {"others_fraction": 0.3}}])
+    assert "2 interleaved sessions, one per prepared dataset" in sweep.latency_source(dict(together, bench=two))
+
 
 def test_a_failing_measurement_names_the_exception_not_kerass_last_line():
     from train2infer.evaluate.worker import failure_line
@@ -117,17 +127,28 @@ def test_queued_two_point_sweep_runs_and_is_summarised(tmp_path, tmp_path_factor
     assert all(r["name"] in shown for r in summary["rows"])
     assert all(r["timed"] == "alone" for r in summary["rows"]) and "not comparable across experiments" in text
 
-    # sweep bench: both experiments' models from DVC's cache, timed together in one session
+    # An experiment on other data (another image size), then one bench of all three: the two sweep
+    # points together in one interleaved session, the other data on its own test images in its own
+    # session, reported in its own table (issue: one input fed to every model, one frontier).
     names = [r["name"] for r in summary["rows"]]
+    dvc("exp", "run", "-n", "small-images", *args, "-S", "prepare.image_size=12", cwd=proj)
     benched = module("bench", "--out", "reports/sweep")  # default: every experiment dvc exp show lists
     assert f"bench: {names[0]}" in benched.stdout and "-> reports/sweep/bench.json" in benched.stdout
     bench = json.loads((proj / "reports" / "sweep" / "bench.json").read_text())
-    assert set(bench["experiments"]) == set(names)
-    assert bench["method"]["variants"] == 2 * 17  # every variant of each (scratch_* too) and its baseline, one session
+    assert set(bench["experiments"]) == set(names) | {"small-images"}
+    # every .tflite variant of each (scratch_* too) and its baseline: the workspace's evaluate method,
+    # which the last `dvc exp run` left at ONE_THREAD's runtimes=[litert]
+    assert bench["method"]["variants"] == 3 * 13
+    # (sessions in the order dvc exp show lists the experiments: newest first)
+    own = bench["experiments"]["small-images"]["session"]
+    assert len(bench["sessions"]) == 2 and bench["sessions"][own]["experiments"] == ["small-images"]
+    assert {bench["experiments"][n]["session"] for n in names} == {1 - own}
+    assert bench["sessions"][1 - own]["variants"] == 2 * 13 and bench["sessions"][own]["variants"] == 13
+    assert bench["sessions"][own]["data"] != bench["sessions"][1 - own]["data"]
     for e in bench["experiments"].values():
         base = e["variants"]["trained_keras_float"]
         assert base["speedup_p50"] == base["speedup_p50_ci_low"] == base["speedup_p50_ci_high"] == 1.0
-        assert len(e["variants"]) == 17
+        assert len(e["variants"]) == 13 and e["data"]
         for v in e["variants"].values():
             assert v["speedup_p50_ci_low"] <= v["speedup_p50"] <= v["speedup_p50_ci_high"] and v["p50_ms"] > 0
     summary = json.loads((proj / "reports" / "sweep" / "summary.json").read_text())
@@ -135,21 +156,9 @@ def test_queued_two_point_sweep_runs_and_is_summarised(tmp_path, tmp_path_factor
     for r in summary["rows"]:
         assert r["latency_p50_ms"] == bench["experiments"][r["name"]]["variants"][r["variant"]]["p50_ms"]
     text = (proj / "reports" / "sweep" / "README.md").read_text()
-    assert "from `python tools/sweep.py bench`: one interleaved session, 34 models" in text
-    assert len(bench["sessions"]) == 1 and all(e["data"] for e in bench["experiments"].values())
-
-    # An experiment on other data (another image size): benched on its own test images, in its own
-    # session, and reported in its own table (issue: one input fed to every model, one frontier).
-    dvc("exp", "run", "-n", "small-images", *args, "-S", "prepare.image_size=12", cwd=proj)
-    benched = module("bench", "--out", "reports/sweep")
-    bench = json.loads((proj / "reports" / "sweep" / "bench.json").read_text())
-    # (sessions in the order dvc exp show lists the experiments: newest first)
-    own = bench["experiments"]["small-images"]["session"]
-    assert len(bench["sessions"]) == 2 and bench["sessions"][own]["experiments"] == ["small-images"]
-    assert {bench["experiments"][n]["session"] for n in names} == {1 - own}
-    assert bench["sessions"][own]["data"] != bench["sessions"][1 - own]["data"]
-    text = (proj / "reports" / "sweep" / "README.md").read_text()
-    assert "ran on 2 different prepared datasets" in text and "2 interleaved sessions, one per prepared dataset" in text
+    assert "ran on 2 different prepared datasets" in text
+    assert "from `python tools/sweep.py bench`: 2 interleaved sessions, one per prepared dataset" in text
+    assert "39 models each in its own process" in text
     assert (proj / "reports" / "sweep" / "latency-1.png").stat().st_size > 5000
     unknown = module("bench", "no-such-exp", check=False)
     assert unknown.returncode == 2 and unknown.stderr.strip().splitlines()[-1].startswith(
