@@ -54,6 +54,7 @@ def arch_params(archs) -> list:
     """``archs`` as parametrize values, those not in :data:`IN_MAKE_TEST` marked ``archs``."""
     return [a if a in IN_MAKE_TEST else pytest.param(a, marks=pytest.mark.archs) for a in archs]
 
+
 def compose(overrides=()):
     """Compose conf/ exactly as DVC's Hydra integration does, plus overrides."""
     from hydra import compose as hydra_compose, initialize_config_dir
