@@ -1,6 +1,6 @@
 # make repro : create .venv, install, run the pipeline (dvc repro)
 # make test  : create .venv, install, run the test suite in two processes (22 min on a 2-core AMD EPYC,
-#              12 on a 2-core AVX-512 Xeon with fewer tests: README; the goal is 15)
+#              README's timings; the goal is 15)
 # make test-fast: the unit tests only (not the slow end-to-end ones; < 2 min)
 # make lint : ruff (pyflakes, isort, pycodestyle at 120 columns; pyproject.toml); make test runs it first
 # make test-archs: every standard architecture through the whole pipeline, and the channel-group and
