@@ -111,6 +111,27 @@ def test_layer_macs_are_counted_exactly():
 
 
 @pytest.mark.slow
+def test_the_shipped_peak_models_are_the_convolutions_the_peaks_are_computed_for():
+    """Evaluate times the GEMM peak models shipped in the package (no conversion per run): every
+    shape and mode is there, as one convolution of that shape, in that precision."""
+    from train2infer.evaluate import peaks
+
+    shipped = sorted(p.name for p in peaks.SHIPPED.glob("*.tflite"))
+    assert shipped == sorted(f"{peaks.model_name(*s, m)}.tflite" for s in peaks.PEAK_SHAPES
+                             for modes in peaks.MODES.values() for m in modes)
+    for hw, c_in, c_out, k in peaks.PEAK_SHAPES:
+        for mode in ("float32", "full_int8", "dynamic"):
+            interp = litert.interpreter(peaks.load(hw, c_in, c_out, k, mode))
+            (inp,), (out,) = interp.get_input_details(), interp.get_output_details()
+            assert list(inp["shape"]) == [1, hw, hw, c_in] and list(out["shape"]) == [1, hw, hw, c_out]
+            assert inp["dtype"] == (np.int8 if mode == "full_int8" else np.float32)
+            convs = [o for o in interp._get_ops_details() if o["op_name"] == "CONV_2D"]
+            assert len(convs) == 1
+            kernel = interp.get_tensor_details()[convs[0]["inputs"][1]]
+            assert list(kernel["shape"]) == [c_out, k, k, c_in]
+            assert kernel["dtype"] == (np.float32 if mode == "float32" else np.int8)
+
+
 def test_every_variant_is_measured_in_its_own_process(tmp_path, trained, digits):
     from train2infer.models import io
 
@@ -129,6 +150,8 @@ def test_every_variant_is_measured_in_its_own_process(tmp_path, trained, digits)
         assert v["latency"]["runs"] == 200
         assert 0 < v["latency"]["p50_ms"] <= v["latency"]["p99_ms"]
         assert set(v["throughput"]) == {"1", "4"} and min(v["throughput"].values()) > 0
+        # batch 1 is the rounds' back-to-back calls: 1,000 / their mean latency in ms
+        assert v["throughput"]["1"] == round(1000 / v["latency"]["mean_ms"], 1)
         assert v["memory"]["peak_rss_bytes"] >= v["memory"]["runtime_rss_bytes"] > 0
     # a LiteRT process never loads TensorFlow: a fraction of the baseline's footprint
     assert r["variants"]["float"]["memory"]["peak_rss_bytes"] < r["variants"]["keras"]["memory"]["peak_rss_bytes"] / 3

@@ -1,10 +1,45 @@
-"""This machine's GEMM peaks on LiteRT: what the variants' achieved work rate is compared with."""
+"""This machine's GEMM peaks on LiteRT: what the variants' achieved work rate is compared with.
+
+The six one-convolution models timed here ship with the package (``peak_models/``, 0.3 MB,
+written by ``python tools/peak_models.py``): converting them took 8 s of every evaluate run.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
 PEAK_SHAPES = ((32, 128, 128, 1), (16, 64, 64, 3))  # (height=width, in, out, kernel)
+MODES = {"float32": ("float32",), "int8": ("full_int8", "dynamic")}  # kind -> TFLite modes timed
+PRECISION = {"float32": "float", "full_int8": "int8", "dynamic": "dynamic"}  # mode -> models.io precision
+SHIPPED = Path(__file__).with_name("peak_models")
+
+
+def model_name(hw: int, c_in: int, c_out: int, k: int, mode: str) -> str:
+    """File stem of a peak model, e.g. ``32x32x128-128_k1_float32``."""
+    return f"{hw}x{hw}x{c_in}-{c_out}_k{k}_{mode}"
+
+
+def build(hw: int, c_in: int, c_out: int, k: int, mode: str) -> bytes:
+    """The ``.tflite`` bytes of one peak model: a single bias-free ``k`` x ``k`` convolution from
+    ``c_in`` to ``c_out`` channels over an ``hw`` x ``hw`` grid (weights from seed 0), batch 1;
+    ``full_int8`` with int8 input and output, calibrated on 8 seeded normal images."""
+    import tf_keras as keras
+
+    from train2infer.models.io import to_tflite
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((hw, hw, c_in), batch_size=1)
+    model = keras.Model(inp, keras.layers.Conv2D(c_out, k, padding="same", use_bias=False)(inp))
+    rep = np.random.default_rng(0).standard_normal((8, hw, hw, c_in)).astype(np.float32)
+    return to_tflite(model, PRECISION[mode], representative=rep, int8_io=mode == "full_int8")
+
+
+def load(hw: int, c_in: int, c_out: int, k: int, mode: str) -> bytes:
+    """The shipped peak model, or (a shape or mode not shipped) one converted now."""
+    path = SHIPPED / f"{model_name(hw, c_in, c_out, k, mode)}.tflite"
+    return path.read_bytes() if path.is_file() else build(hw, c_in, c_out, k, mode)
 
 
 def matmul_peak(kind: str, num_threads: int, seconds: float = 1.5) -> dict:
@@ -20,25 +55,16 @@ def matmul_peak(kind: str, num_threads: int, seconds: float = 1.5) -> dict:
     Returns:
         ``{"gflops": best rate, "shapes": {shape: rate}}``.
     """
-    import tf_keras as keras
-
     from train2infer.litert import interpreter
-    from train2infer.models.io import to_tflite
     from train2infer.timing import interleaved_latency
 
-    if kind not in ("float32", "int8"):
+    if kind not in MODES:
         raise ValueError(f"unknown kind {kind!r}")
     rng = np.random.default_rng(0)
     rates = {}
     for hw, c_in, c_out, k in PEAK_SHAPES:
-        inp = keras.Input((hw, hw, c_in), batch_size=1)
-        model = keras.Model(inp, keras.layers.Conv2D(c_out, k, padding="same", use_bias=False)(inp))
-        modes = ["float32"] if kind == "float32" else ["full_int8", "dynamic"]
-        for mode in modes:
-            precision = {"float32": "float", "full_int8": "int8", "dynamic": "dynamic"}[mode]
-            content = to_tflite(model, precision, representative=rng.standard_normal((8, hw, hw, c_in)),
-                                int8_io=mode == "full_int8")
-            interp = interpreter(content, num_threads=num_threads)
+        for mode in MODES[kind]:
+            interp = interpreter(load(hw, c_in, c_out, k, mode), num_threads=num_threads)
             detail = interp.get_input_details()[0]
             shape = (1, hw, hw, c_in)
             x = rng.integers(-100, 100, shape) if mode == "full_int8" else rng.standard_normal(shape)

@@ -12,7 +12,7 @@ from train2infer import Train2InferError, machine
 from train2infer.core.params import as_dict
 from train2infer.core.publish import write_json
 from train2infer.core.variants import BASELINE, Variant, read_manifest
-from train2infer.evaluate import metrics as M
+from train2infer.evaluate import metrics as M, worker
 from train2infer.prepared import load_meta, load_prepared, to_float
 
 
@@ -46,11 +46,13 @@ def run(cfg, data: str | Path, baseline: str | Path, export: str | Path, out: Pa
     x_test, y_test = load_prepared(data, "test")
     x = to_float(x_test)
     before = machine.snapshot()
-    predicted = predict_all(timed, x)
-    if cfg.chance_check:
-        refuse_chance(str(baseline), y_test, predicted[BASELINE.name])
-    runs, peaks, samples = measure(timed, threads, x, cfg)
-    state = machine.state(before, machine.snapshot(), cfg.busy_threshold)
+    with worker.started({v.name: v for v in timed}, threads, x, cfg.warmup_runs) as pools:
+        predicted = predict_all(timed, x)  # while the measurement processes start
+        if cfg.chance_check:
+            refuse_chance(str(baseline), y_test, predicted[BASELINE.name])
+        worker.all_ready(pools)
+        runs, peaks, samples = measure(timed, threads, x, cfg, pools)
+    state = machine.state(before, machine.snapshot(), cfg.busy_threshold)  # the workers reaped: counted as ours
     uncertainty = M.uncertainty(BASELINE.name, predicted, y_test, samples[threads[0]], cfg)
     metrics = assemble(timed, sources, predicted, y_test, runs, peaks, threads, uncertainty, cfg.max_drop)
     metrics["scratch_control"] = M.scratch_control(predicted, y_test)
@@ -135,18 +137,21 @@ def predict_all(variants: list[Variant], x: np.ndarray) -> dict[str, np.ndarray]
     return out
 
 
-def measure(variants: list[Variant], threads: list[int], x: np.ndarray, cfg) -> tuple[dict, dict, dict]:
-    """Latency (every thread count), throughput (the most threads) and GEMM peaks (the first).
+def measure(variants: list[Variant], threads: list[int], x: np.ndarray, cfg, pools: dict | None = None,
+            ) -> tuple[dict, dict, dict]:
+    """Latency (every thread count), throughput (the most threads) and GEMM peaks (the first);
+    ``pools``: the workers of each thread count from :func:`train2infer.evaluate.worker.started`
+    (None: each session starts its own).
 
     Returns:
         ``(runs, peaks, samples)``, each keyed by thread count; ``samples[t][name]`` is every
         timed call's latency in order (whole rounds of ``cfg.runs_per_round``).
     """
-    from train2infer.evaluate import peaks as P, worker
+    from train2infer.evaluate import peaks as P
 
     runs, peaks, samples = {}, {}, {}
     for t in threads:
-        runs[t] = worker.session({v.name: v for v in variants}, t, x, cfg,
+        runs[t] = worker.session({v.name: v for v in variants}, t, x, cfg, workers=(pools or {}).get(t),
                                  batch_sizes=cfg.batch_sizes if t == max(threads) else ())  # all cores only
         samples[t] = runs[t].pop("samples_ms")
         if t == threads[0]:  # the % of peak in the metrics is against the primary thread count

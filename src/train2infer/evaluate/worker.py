@@ -9,7 +9,7 @@ LiteRT worker never imports TensorFlow, so its footprint is that of a real deplo
 The parent (:func:`measure_variants`) starts one worker per variant, then in rounds whose
 order rotates asks each worker in turn for a block of timed batch-1 calls (one worker
 runs at a time; the others sleep on their pipe; a short cool-down separates blocks), then
-reads each worker's memory, then sweeps batch sizes for throughput.
+reads each worker's memory, then sweeps batch sizes for throughput (batch 1: from the rounds).
 
 Worker protocol (JSON lines on stdin/stdout)::
 
@@ -26,6 +26,7 @@ Worker protocol (JSON lines on stdin/stdout)::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -98,7 +99,7 @@ class Worker:
 
     def __init__(self, name: str, fmt: str, path: str, threads: int, input_path: str, warmup: int,
                  precision: str = "float"):
-        self.name = name
+        self.name, self.is_ready = name, False
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "train2infer.evaluate.worker", fmt, str(path), str(threads), str(input_path),
              str(warmup), precision],
@@ -106,8 +107,11 @@ class Worker:
         )
 
     def ready(self) -> "Worker":
-        """Wait until the process has loaded its model and warmed up (workers start in parallel)."""
-        self._expect("ready")
+        """Wait until the process has loaded its model and warmed up (workers start in parallel);
+        at once when it already has."""
+        if not self.is_ready:
+            self._expect("ready")
+            self.is_ready = True
         return self
 
     def _expect(self, key: str) -> dict:
@@ -136,8 +140,50 @@ class Worker:
             self.proc.wait()
 
 
+@contextlib.contextmanager
+def started(variants: dict, thread_counts: list[int], x, warmup_runs: int):
+    """Start the workers of every thread count at once and yield ``{threads: {label: Worker}}``;
+    close them all on exit. They load their runtimes (TensorFlow's take seconds each) while the
+    caller does work that is not timed (evaluate's accuracy pass); call :func:`all_ready` before
+    timing anything, so that no worker is still loading while another is timed (the ready ones
+    sleep on their pipes).
+
+    Args:
+        variants: Label -> :class:`train2infer.core.variants.Variant`.
+        thread_counts: One set of workers per thread count.
+        x: float32 test images; the first 64 are the workers' input.
+        warmup_runs: Untimed calls in each worker before it says it is ready.
+    """
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    pools: dict[int, dict[str, Worker]] = {}
+    with tempfile.TemporaryDirectory(prefix="t2i-session-") as tmp:
+        path = Path(tmp) / "x.npy"
+        np.save(path, np.asarray(x[:64], np.float32))
+        try:
+            for t in thread_counts:
+                pools[t] = {}
+                for name, v in variants.items():
+                    pools[t][name] = Worker(name, v.format, v.path, t, str(path), warmup_runs, v.precision)
+            yield pools
+        finally:
+            for pool in pools.values():
+                for w in pool.values():
+                    w.close()
+
+
+def all_ready(pools: dict) -> None:
+    """Wait until every worker of :func:`started`'s ``pools`` has loaded its model and warmed up."""
+    for pool in pools.values():
+        for w in pool.values():
+            w.ready()
+
+
 def session(variants: dict, threads: int, x, cfg, *, batch_sizes=(), min_seconds: float | None = None,
-            label: str = "evaluate") -> dict:
+            label: str = "evaluate", workers: dict | None = None) -> dict:
     """One interleaved measurement session with evaluate's method: the one place where the method
     (``cfg``, the ``evaluate`` section) becomes a session; evaluate, ``sweep bench`` and
     ``tools/latency_noise.py`` all call it.
@@ -152,6 +198,7 @@ def session(variants: dict, threads: int, x, cfg, *, batch_sizes=(), min_seconds
         batch_sizes: Throughput sweep (empty: none).
         min_seconds: Instead of ``cfg.min_seconds``.
         label: Who measures, for the progress lines (:mod:`train2infer.core.progress`).
+        workers: The variants' workers for ``threads`` from :func:`started` (None: start them here).
 
     Returns:
         As :func:`measure_variants`.
@@ -167,7 +214,7 @@ def session(variants: dict, threads: int, x, cfg, *, batch_sizes=(), min_seconds
             variants, threads, str(Path(tmp) / "x.npy"), warmup_runs=cfg.warmup_runs, min_runs=cfg.min_runs,
             min_seconds=cfg.min_seconds if min_seconds is None else min_seconds, runs_per_round=cfg.runs_per_round,
             block_warmup=cfg.block_warmup, batch_sizes=list(batch_sizes), throughput_seconds=cfg.throughput_seconds,
-            label=label)
+            label=label, workers=workers)
 
 
 def measure_variants(
@@ -184,6 +231,7 @@ def measure_variants(
     block_warmup: int = 5,
     cooldown_seconds: float = 0.002,
     label: str = "evaluate",
+    workers: dict | None = None,
 ) -> dict:
     """Measure every variant in its own process at one thread count.
 
@@ -198,23 +246,22 @@ def measure_variants(
         runs_per_round: Timed calls per variant per round.
         batch_sizes: Throughput sweep (empty: none).
         throughput_seconds: Timed seconds per variant and batch size.
-        block_warmup: Untimed calls at the start of every block: the previous worker
-            left the caches cold, and steady-state latency is what a server sees.
-        cooldown_seconds: Pause between two variants' blocks (lets spinning thread pools
-            of the previous worker go idle).
+        block_warmup: Untimed calls starting every block (the previous worker left the caches cold).
+        cooldown_seconds: Pause between two variants' blocks (spinning thread pools go idle).
         label: Who measures: the progress lines start with it.
+        workers: Label -> :class:`Worker` from :func:`started` (None: start and close them here).
 
     Returns:
-        ``{"threads", "rounds", "variants": {name: {"latency", "memory", "throughput",
-        "saturation_batch"}}, "samples_ms": {name: [every timed call, in order]}}``
-        (a round's block of ``runs_per_round`` calls is contiguous).
+        ``{"threads", "rounds", "variants": {name: {"latency", "memory", "throughput", "saturation_batch"}},
+        "samples_ms": {name: [every timed call, in order: a round's block is contiguous]}}``.
     """
     from train2infer import timing
     from train2infer.core.progress import Phase
 
-    workers: dict[str, Worker] = {}
+    own: dict[str, Worker] = {}
     try:
-        names = _start(variants, threads, input_path, warmup_runs, workers)
+        workers = _start(variants, threads, input_path, warmup_runs, own) if workers is None else workers
+        names = [w.ready().name for w in workers.values()]
 
         def block(name: str) -> list[float]:
             got = workers[name].ask("samples_ms", op="latency", runs=runs_per_round, warmup=block_warmup)
@@ -228,17 +275,15 @@ def measure_variants(
         phase.end(f"{rounds} rounds of {runs_per_round} calls each{_batches(batch_sizes)}")
         return {"threads": threads, "rounds": rounds, "variants": after, "samples_ms": samples}
     finally:
-        for w in workers.values():
+        for w in own.values():
             w.close()
 
 
-def _start(variants: dict, threads: int, input_path: str, warmup_runs: int, workers: dict) -> list[str]:
-    """One worker per variant into ``workers`` (so that the caller closes what started), all ready."""
+def _start(variants: dict, threads: int, input_path: str, warmup_runs: int, workers: dict) -> dict:
+    """One worker per variant into ``workers`` (so that the caller closes what started); returns it."""
     for name, v in variants.items():
         workers[name] = Worker(name, v.format, v.path, threads, input_path, warmup_runs, v.precision)
-    for w in workers.values():
-        w.ready()
-    return list(workers)
+    return workers
 
 
 def _batches(batch_sizes: list[int]) -> str:
@@ -255,11 +300,17 @@ def _after_all(workers: dict, samples: dict, batch_sizes: list[int], seconds: fl
 
 
 def _after_rounds(w: Worker, samples: list[float], batch_sizes: list[int], seconds: float) -> dict:
-    """A variant's latency summary, then its memory, then its throughput sweep."""
+    """A variant's latency summary, then its memory, then its throughput sweep.
+
+    Batch 1 is not run again: back-to-back batch-1 calls are what the latency rounds timed, so
+    its images/s is 1,000 over their mean in ms (every timed call of the session, interleaved
+    over all its rounds, where a separate loop would see one of this host's fast or slow states).
+    """
     from train2infer import timing
 
     memory = w.ask("peak_rss_bytes", op="memory")
-    ips = {b: w.ask("images_per_second", op="throughput", batch=b, seconds=seconds)["images_per_second"]
+    ips = {b: (1000.0 / float(sum(samples) / len(samples)) if b == 1 else
+               w.ask("images_per_second", op="throughput", batch=b, seconds=seconds)["images_per_second"])
            for b in batch_sizes}
     return {"latency": timing.summarize(samples), "memory": memory,
             "throughput": {str(b): round(v, 1) for b, v in ips.items()},
