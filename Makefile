@@ -1,6 +1,7 @@
 # make repro : create .venv, install, run the pipeline (dvc repro)
-# make test  : create .venv, install, run the test suite in two processes (22 min on a 2-core AMD EPYC,
-#              README's timings; the goal is 15)
+# make test  : create .venv, install, run the test suite in two processes (README's timings table)
+# make test-pipelines: the three tests that run several whole tiny pipelines each (a queued sweep and
+#                 its bench, the pipeline twice from scratch, a DVC remote; CI runs it too)
 # make test-fast: the unit tests only (not the slow end-to-end ones; < 2 min)
 # make lint : ruff (pyflakes, isort, pycodestyle at 120 columns; pyproject.toml); make test runs it first
 # make test-archs: every standard architecture through the whole pipeline, and the channel-group and
@@ -16,7 +17,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 # Stage commands in dvc.yaml call `python`: it must be the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: repro test test-fast test-archs lint params readme clean
+.PHONY: repro test test-fast test-pipelines test-archs lint params readme clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,7 +32,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 test: lint
-	$(BIN)/python -m pytest -n 2 --dist worksteal -m "not archs" --durations=15
+	$(BIN)/python -m pytest -n 2 --dist worksteal -m "not archs and not pipelines" --durations=40
+
+test-pipelines: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist worksteal -m pipelines --durations=5
 
 test-archs: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -m archs

@@ -13,7 +13,7 @@ import pytest
 
 from helpers import ONE_THREAD, TINY, dvc, git, shared_project
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.pipelines]
 
 
 def _ran(output: str) -> list[str]:

@@ -99,6 +99,7 @@ def _lock_outs(root: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.pipelines
 def test_the_pipeline_twice_from_scratch_gives_the_same_bytes(tmp_path, tmp_path_factory):
     a, _ = shared_project(tmp_path_factory, tmp_path / "a")  # the shared run, from scratch too
     b = tmp_path / "b"

@@ -83,6 +83,7 @@ def test_a_failing_measurement_names_the_exception_not_kerass_last_line():
 
 
 @pytest.mark.slow
+@pytest.mark.pipelines
 def test_queued_two_point_sweep_runs_and_is_summarised(tmp_path, tmp_path_factory):
     proj, _ = shared_project(tmp_path_factory, tmp_path / "proj")
 
