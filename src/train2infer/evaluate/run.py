@@ -46,8 +46,8 @@ def run(cfg, data: str | Path, baseline: str | Path, export: str | Path, out: Pa
     x_test, y_test = load_prepared(data, "test")
     x = to_float(x_test)
     before = machine.snapshot()
-    with worker.started({v.name: v for v in timed}, threads, x, cfg.warmup_runs) as pools:
-        predicted = predict_all(timed, x)  # while the measurement processes start
+    with worker.started({v.name: v for v in timed}, threads[:1], x, cfg.warmup_runs) as pools:  # 1st only: see started
+        predicted = predict_all(timed, x)
         if cfg.chance_check:
             refuse_chance(str(baseline), y_test, predicted[BASELINE.name])
         worker.all_ready(pools)

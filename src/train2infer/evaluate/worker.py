@@ -142,11 +142,12 @@ class Worker:
 
 @contextlib.contextmanager
 def started(variants: dict, thread_counts: list[int], x, warmup_runs: int):
-    """Start the workers of every thread count at once and yield ``{threads: {label: Worker}}``;
+    """Start the workers of the given thread counts at once and yield ``{threads: {label: Worker}}``;
     close them all on exit. They load their runtimes (TensorFlow's take seconds each) while the
     caller does work that is not timed (evaluate's accuracy pass); call :func:`all_ready` before
-    timing anything, so that no worker is still loading while another is timed (the ready ones
-    sleep on their pipes).
+    timing anything, so that no worker is still loading while another is timed. Ready workers sleep
+    on their pipes, yet a second set of 17 alive beside a session measured 2-4 % slower latencies
+    (``reports/experiments/idle-workers/``): evaluate starts only the first session's this way.
 
     Args:
         variants: Label -> :class:`train2infer.core.variants.Variant`.
