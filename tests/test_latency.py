@@ -70,6 +70,17 @@ def test_the_chooser_stops_at_every_floor_when_the_budget_cannot_be_met():
     options, cost, _ = three_groups()
     removed, trace = greedy(options, cost, budget=1.0, round_to=1)
     assert removed == {1, 3, 5} and not trace["reached"] and trace["cost_after"] == pytest.approx(16.0)
+    assert trace["stopped"] == "floors"
+    assert greedy(options, cost, budget=20.0, round_to=1)[1]["stopped"] == "budget"
+
+
+def test_the_chooser_says_when_the_tables_predict_no_saving_above_the_floors():
+    """Measured tables of a tiny model can say a narrower layer is not faster: the chooser stops
+    there (it never cuts for nothing) and says why, rather than claiming every group hit its floor."""
+    options, cost, _ = three_groups()
+    cost.tables["a"] = Table([1], [0, 1, 2], [[0.0, 25.0, 20.0]])  # a at one channel: slower than at two
+    removed, trace = greedy(options, cost, budget=1.0, round_to=1)
+    assert removed == {3, 5} and not trace["reached"] and trace["stopped"] == "no saving"
 
 
 def test_macs_tables_predict_the_sliced_models_macs_exactly(trained, digits):
@@ -158,7 +169,9 @@ def test_shrink_with_a_latency_budget_reports_prediction_beside_measurement(tmp_
         assert step["cost_after"] <= aim["budget"] * (1 + 1e-9)
     else:  # the fixed part of a tiny model can exceed half its time: then every free group is at its floor
         groups = json.loads((tmp_path / "r" / "channels.json").read_text())["groups"]
-        assert all(g["kept"] == 2 for g in groups if not g["pinned"])
+        at_floor = [g["kept"] == 2 for g in groups if not g["pinned"]]
+        # every free group at its floor, or (tables measured on a busy machine) no cut predicted faster
+        assert all(at_floor) if step["stopped"] == "floors" else step["stopped"] == "no saving" and not all(at_floor)
     for name in ("dense", "shrunk"):
         m = report["models"][name]
         assert m["measured_ms"] > 0 and m["error"] == pytest.approx(m["predicted_ms"] / m["measured_ms"] - 1)

@@ -186,6 +186,9 @@ def test_where_the_time_goes_states_prediction_beside_measurement_and_the_budget
     text = "\n".join(sections.where_the_time_goes(latency, "."))
     assert "| shrunk | 0.2200 | 0.2000 | +10.0 % |" in text and "overhead 0.0100 ms" in text
     assert "0.25 ms of the dense model's 0.5 ms" in text and "0.400 of the dense model's time." in text
+    latency["target"]["steps"] = [{"reached": False, "stopped": "no saving"}]
+    text = "\n".join(sections.where_the_time_goes(latency, "."))
+    assert "not reachable: by the latency tables, no further cut" in text and "at its floor" not in text
     assert text.index("`a` 0.3000 ms") < text.index("`b` 0.1900 ms")
     drawn = plots.layer_times(latency, tmp_path / "t.png")
     assert drawn["layers"][:2] == ["a", "b"] and drawn["shrunk_ms"]["a"] == 0.1 and (tmp_path / "t.png").is_file()

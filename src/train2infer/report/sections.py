@@ -232,6 +232,9 @@ def tradeoffs(metrics: dict, bench: dict, plotted: dict, figures: str) -> list[s
                   "(and not while the last step of the sweep still gains more than 5 %).", ""]
 
 
+UNREACHED = {"floors": "every group at its floor",  # shrink's chooser: why it stopped above the budget
+             "no saving": "by the latency tables, no further cut of a group above its floor makes the model faster"}
+
 RUNTIME_NAMES = {"tensorflow": "TensorFlow", "litert": "LiteRT (XNNPACK)", "openvino": "OpenVINO"}
 
 
@@ -489,11 +492,11 @@ def where_the_time_goes(latency: dict, figures: str) -> list[str]:
             for n, v in m.items()]
     t = latency.get("target")
     if t:
-        unit = t["unit"]
+        unit, why = t["unit"], UNREACHED[t["steps"][-1].get("stopped", "floors")]
         out += ["", f"Budget (`shrink.target={t['kind']}`): {t['budget']:,.4g} {unit} of the dense model's "
                 f"{t['dense']:,.4g} {unit}; measured, the shrunk model takes {t['measured_fraction']:.3f} of the "
                 f"dense model's time" + ("." if all(s["reached"] for s in t["steps"]) else
-                                          " (the budget was not reachable: every group at its floor).")]
+                                          f" (the budget was not reachable: {why}).")]
     top = sorted(latency["layers"], key=lambda r: -r["dense_ms"])[:5]
     out += ["", "The most expensive layers of the dense model (predicted): " + ", ".join(
         f"`{r['layer']}` {r['dense_ms']:.4f} ms ({r['dense_widths'][0]}→{r['dense_widths'][1]}; shrunk "

@@ -38,15 +38,18 @@ def greedy(options: list[Option], cost: Cost, budget: float, round_to: int) -> t
     """The classes to remove so that ``cost`` is at most ``budget``, cheapest importance first.
 
     Returns:
-        ``(removed classes, trace)``; ``trace`` has ``cost_before``, ``cost_after``, ``reached``
-        (False when every group is at its floor before the budget is met: the smallest model is
-        returned) and ``steps`` (group, width, importance lost, cost saved per step).
+        ``(removed classes, trace)``; ``trace`` has ``cost_before``, ``cost_after``, ``reached``,
+        ``stopped`` (``budget``: met; ``floors``: every group at its floor first, the smallest model
+        is returned; ``no saving``: groups are above their floors, but by the tables none of their
+        next cuts makes the model faster, as measured tables of a tiny model can say) and ``steps``
+        (group, width, importance lost, cost saved per step).
     """
     kept = {o.name: len(o.classes) for o in options}
     widths, removed, steps = cost.widths(), set(), []
     before = current = cost.total(widths)
+    stopped = "budget"  # or why the loop below ended before meeting it
     while current > budget:
-        best = None
+        best, stopped = None, "floors"
         for o in options:
             new = next_width(kept[o.name], o.floor, round_to)
             if new is None:
@@ -55,6 +58,7 @@ def greedy(options: list[Option], cost: Cost, budget: float, round_to: int) -> t
             trial = cost.remove(widths, drop)
             saved = current - cost.total(trial)
             if saved <= 0:
+                stopped = "no saving"
                 continue
             price = float(np.sum(o.scores[new:kept[o.name]])) / saved
             if best is None or price < best[0]:
@@ -67,8 +71,8 @@ def greedy(options: list[Option], cost: Cost, budget: float, round_to: int) -> t
         steps.append({"group": o.name, "width": new, "lost": float(np.sum(o.scores[new:new + len(drop)])),
                       "saved": saved, "classes": list(drop)})
     if current <= budget:
-        current = _give_back(steps, removed, cost, budget)
-    return removed, {"cost_before": before, "cost_after": current, "reached": current <= budget,
+        current, stopped = _give_back(steps, removed, cost, budget), "budget"
+    return removed, {"cost_before": before, "cost_after": current, "reached": current <= budget, "stopped": stopped,
                      "steps": [{k: v for k, v in s.items() if k != "classes"} for s in steps]}
 
 
