@@ -146,7 +146,7 @@ def started(variants: dict, thread_counts: list[int], x, warmup_runs: int):
     close them all on exit. They load their runtimes (TensorFlow's take seconds each) while the
     caller does work that is not timed (evaluate's accuracy pass); call :func:`all_ready` before
     timing anything, so that no worker is still loading while another is timed. Ready workers sleep
-    on their pipes, yet a second set of 17 alive beside a session measured 2-4 % slower latencies
+    on their pipes, yet a second set of 17 alive beside a session measured 2-7 % slower latencies
     (``reports/experiments/idle-workers/``): evaluate starts only the first session's this way.
 
     Args:
@@ -166,9 +166,7 @@ def started(variants: dict, thread_counts: list[int], x, warmup_runs: int):
         np.save(path, np.asarray(x[:64], np.float32))
         try:
             for t in thread_counts:
-                pools[t] = {}
-                for name, v in variants.items():
-                    pools[t][name] = Worker(name, v.format, v.path, t, str(path), warmup_runs, v.precision)
+                _start(variants, t, str(path), warmup_runs, pools.setdefault(t, {}))
             yield pools
         finally:
             for pool in pools.values():
@@ -204,15 +202,11 @@ def session(variants: dict, threads: int, x, cfg, *, batch_sizes=(), min_seconds
     Returns:
         As :func:`measure_variants`.
     """
-    import tempfile
-    from pathlib import Path
-
-    import numpy as np
-
-    with tempfile.TemporaryDirectory(prefix="t2i-session-") as tmp:
-        np.save(Path(tmp) / "x.npy", np.asarray(x[:64], np.float32))
+    with contextlib.ExitStack() as stack:
+        if workers is None:
+            workers = stack.enter_context(started(variants, [threads], x, cfg.warmup_runs))[threads]
         return measure_variants(
-            variants, threads, str(Path(tmp) / "x.npy"), warmup_runs=cfg.warmup_runs, min_runs=cfg.min_runs,
+            variants, threads, None, warmup_runs=cfg.warmup_runs, min_runs=cfg.min_runs,
             min_seconds=cfg.min_seconds if min_seconds is None else min_seconds, runs_per_round=cfg.runs_per_round,
             block_warmup=cfg.block_warmup, batch_sizes=list(batch_sizes), throughput_seconds=cfg.throughput_seconds,
             label=label, workers=workers)
@@ -221,7 +215,7 @@ def session(variants: dict, threads: int, x, cfg, *, batch_sizes=(), min_seconds
 def measure_variants(
     variants: dict,
     threads: int,
-    input_path: str,
+    input_path: str | None,
     *,
     warmup_runs: int,
     min_runs: int,
@@ -240,7 +234,7 @@ def measure_variants(
         variants: Label -> :class:`train2infer.core.variants.Variant` (format, path, precision:
             see :func:`train2infer.evaluate.runtimes.runner`).
         threads: Thread count for every runtime.
-        input_path: ``.npy`` of float32 test images (batch-1 calls use the first).
+        input_path: ``.npy`` of float32 test images (batch-1 calls use the first); None with ``workers``.
         warmup_runs: Untimed calls in each worker before the first round.
         min_runs: Rounds continue until every variant has this many timed calls ...
         min_seconds: ... and the rounds have lasted this long in all.
