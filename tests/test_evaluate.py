@@ -143,8 +143,9 @@ def test_every_variant_is_measured_in_its_own_process(tmp_path, trained, digits)
     variants = {"keras": Variant("trained", "keras", path=str(tmp_path / "m.keras")),
                 "float": Variant("trained", "tflite", "float", path=str(tmp_path / "f.tflite")),
                 "int8": Variant("trained", "tflite", "dynamic", path=str(tmp_path / "q.tflite"))}
-    r = worker.measure_variants(variants, 1, str(tmp_path / "x.npy"), warmup_runs=5, min_runs=200,
-                                 min_seconds=0, runs_per_round=50, batch_sizes=[1, 4], throughput_seconds=0.05)
+    with worker.started(variants, [1], np.load(tmp_path / "x.npy"), warmup_runs=5) as pools:
+        r = worker.measure_variants(pools[1], 1, min_runs=200, min_seconds=0, runs_per_round=50, batch_sizes=[1, 4],
+                                    throughput_seconds=0.05)
     assert r["rounds"] == 4
     for name, v in r["variants"].items():
         assert v["latency"]["runs"] == 200
@@ -164,11 +165,11 @@ def test_a_broken_variant_fails_with_its_name(tmp_path):
 
     np.save(tmp_path / "x.npy", np.zeros((1, 4, 4, 1), np.float32))
     (tmp_path / "bad.tflite").write_bytes(b"nope")
+    broken = {"broken": Variant("trained", "tflite", path=str(tmp_path / "bad.tflite"))}
     with pytest.raises(Train2InferError, match="measurement of broken failed"):
-        worker.measure_variants({"broken": Variant("trained", "tflite", path=str(tmp_path / "bad.tflite"))}, 1,
-                                str(tmp_path / "x.npy"),
-                                 warmup_runs=1, min_runs=200, min_seconds=0, runs_per_round=10,
-                                 batch_sizes=[1], throughput_seconds=0.01)
+        with worker.started(broken, [1], np.load(tmp_path / "x.npy"), warmup_runs=1) as pools:
+            worker.measure_variants(pools[1], 1, min_runs=200, min_seconds=0, runs_per_round=10, batch_sizes=[1],
+                                    throughput_seconds=0.01)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ interleaved in-process with the Keras baseline), TensorFlow's thread pools can b
 only once per process, and a variant's memory is only its own in its own process. A
 LiteRT worker never imports TensorFlow, so its footprint is that of a real deployment.
 
-The parent (:func:`measure_variants`) starts one worker per variant, then in rounds whose
+The parent (:func:`started`, then :func:`measure_variants`) starts one worker per variant, then in rounds whose
 order rotates asks each worker in turn for a block of timed batch-1 calls (one worker
 runs at a time; the others sleep on their pipe; a short cool-down separates blocks), then
 reads each worker's memory, then sweeps batch sizes for throughput (batch 1: from the rounds).
@@ -206,18 +206,16 @@ def session(variants: dict, threads: int, x, cfg, *, batch_sizes=(), min_seconds
         if workers is None:
             workers = stack.enter_context(started(variants, [threads], x, cfg.warmup_runs))[threads]
         return measure_variants(
-            variants, threads, None, warmup_runs=cfg.warmup_runs, min_runs=cfg.min_runs,
+            workers, threads, min_runs=cfg.min_runs,
             min_seconds=cfg.min_seconds if min_seconds is None else min_seconds, runs_per_round=cfg.runs_per_round,
             block_warmup=cfg.block_warmup, batch_sizes=list(batch_sizes), throughput_seconds=cfg.throughput_seconds,
-            label=label, workers=workers)
+            label=label)
 
 
 def measure_variants(
-    variants: dict,
+    workers: dict,
     threads: int,
-    input_path: str | None,
     *,
-    warmup_runs: int,
     min_runs: int,
     min_seconds: float,
     runs_per_round: int,
@@ -226,16 +224,13 @@ def measure_variants(
     block_warmup: int = 5,
     cooldown_seconds: float = 0.002,
     label: str = "evaluate",
-    workers: dict | None = None,
 ) -> dict:
     """Measure every variant in its own process at one thread count.
 
     Args:
-        variants: Label -> :class:`train2infer.core.variants.Variant` (format, path, precision:
-            see :func:`train2infer.evaluate.runtimes.runner`).
-        threads: Thread count for every runtime.
-        input_path: ``.npy`` of float32 test images (batch-1 calls use the first); None with ``workers``.
-        warmup_runs: Untimed calls in each worker before the first round.
+        workers: Label -> :class:`Worker` at ``threads`` threads, from :func:`started` (its caller
+            closes them; this waits until each is ready).
+        threads: Their thread count.
         min_runs: Rounds continue until every variant has this many timed calls ...
         min_seconds: ... and the rounds have lasted this long in all.
         runs_per_round: Timed calls per variant per round.
@@ -244,7 +239,6 @@ def measure_variants(
         block_warmup: Untimed calls starting every block (the previous worker left the caches cold).
         cooldown_seconds: Pause between two variants' blocks (spinning thread pools go idle).
         label: Who measures: the progress lines start with it.
-        workers: Label -> :class:`Worker` from :func:`started` (None: start and close them here).
 
     Returns:
         ``{"threads", "rounds", "variants": {name: {"latency", "memory", "throughput", "saturation_batch"}},
@@ -253,32 +247,25 @@ def measure_variants(
     from train2infer import timing
     from train2infer.core.progress import Phase
 
-    own: dict[str, Worker] = {}
-    try:
-        workers = _start(variants, threads, input_path, warmup_runs, own) if workers is None else workers
-        names = [w.ready().name for w in workers.values()]
+    names = [w.ready().name for w in workers.values()]
 
-        def block(name: str) -> list[float]:
-            got = workers[name].ask("samples_ms", op="latency", runs=runs_per_round, warmup=block_warmup)
-            time.sleep(cooldown_seconds)
-            return got["samples_ms"]
+    def block(name: str) -> list[float]:
+        got = workers[name].ask("samples_ms", op="latency", runs=runs_per_round, warmup=block_warmup)
+        time.sleep(cooldown_seconds)
+        return got["samples_ms"]
 
-        phase = Phase(label, f"timing {len(names)} models, {threads} thread{'s' if threads > 1 else ''}", unit="round")
-        samples, rounds = timing.rotating_rounds(names, block, min_runs, min_seconds, runs_per_round,
-                                                 lambda r, expected, left: phase.update(r, expected, left))
-        after = _after_all(workers, samples, batch_sizes, throughput_seconds, phase)
-        phase.end(f"{rounds} rounds of {runs_per_round} calls each{_batches(batch_sizes)}")
-        return {"threads": threads, "rounds": rounds, "variants": after, "samples_ms": samples}
-    finally:
-        for w in own.values():
-            w.close()
+    phase = Phase(label, f"timing {len(names)} models, {threads} thread{'s' if threads > 1 else ''}", unit="round")
+    samples, rounds = timing.rotating_rounds(names, block, min_runs, min_seconds, runs_per_round,
+                                             lambda r, expected, left: phase.update(r, expected, left))
+    after = _after_all(workers, samples, batch_sizes, throughput_seconds, phase)
+    phase.end(f"{rounds} rounds of {runs_per_round} calls each{_batches(batch_sizes)}")
+    return {"threads": threads, "rounds": rounds, "variants": after, "samples_ms": samples}
 
 
-def _start(variants: dict, threads: int, input_path: str, warmup_runs: int, workers: dict) -> dict:
-    """One worker per variant into ``workers`` (so that the caller closes what started); returns it."""
+def _start(variants: dict, threads: int, input_path: str, warmup_runs: int, workers: dict) -> None:
+    """One worker per variant into ``workers`` (so that the caller closes what started)."""
     for name, v in variants.items():
         workers[name] = Worker(name, v.format, v.path, threads, input_path, warmup_runs, v.precision)
-    return workers
 
 
 def _batches(batch_sizes: list[int]) -> str:
