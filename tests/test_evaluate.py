@@ -160,6 +160,27 @@ def test_every_variant_is_measured_in_its_own_process(tmp_path, trained, digits)
     assert r["variants"]["float"]["memory"]["allocate_rss_bytes"] >= 0
 
 
+@pytest.mark.slow
+def test_a_sessions_workers_are_closed_before_the_next_session(tmp_path, trained, digits):
+    """evaluate starts the first session's workers early; once that session is measured they must
+    go: idle workers alive beside a session slow it (reports/experiments/idle-workers/)."""
+    from types import SimpleNamespace
+
+    from train2infer.evaluate import run as R
+
+    splits, _ = digits
+    x = splits["test"][0][:8].astype(np.float32) / 255
+    (tmp_path / "f.tflite").write_bytes(tflite.to_tflite(trained, "float"))
+    variants = [Variant("trained", "tflite", "float", path=str(tmp_path / "f.tflite"))]
+    cfg = SimpleNamespace(warmup_runs=2, min_runs=200, min_seconds=0, runs_per_round=50, block_warmup=1,
+                          throughput_seconds=0.05, batch_sizes=[1, 4])
+    with worker.started({v.name: v for v in variants}, [1], x, cfg.warmup_runs) as pools:
+        first = pools[1][variants[0].name].proc
+        runs, _, _ = R.measure(variants, [1, 2], x, cfg, pools)
+        assert first.poll() is not None  # exited, not left idle through the 2-thread session
+    assert set(runs) == {1, 2} and runs[2]["variants"][variants[0].name]["throughput"]["4"] > 0
+
+
 def test_a_broken_variant_fails_with_its_name(tmp_path):
     from train2infer import Train2InferError
 

@@ -154,6 +154,8 @@ def measure(variants: list[Variant], threads: list[int], x: np.ndarray, cfg, poo
         runs[t] = worker.session({v.name: v for v in variants}, t, x, cfg, workers=(pools or {}).get(t),
                                  batch_sizes=cfg.batch_sizes if t == max(threads) else ())  # all cores only
         samples[t] = runs[t].pop("samples_ms")
+        for w in (pools or {}).get(t, {}).values():  # done: idle workers alive slow the next session
+            w.close()                                # (reports/experiments/idle-workers/)
         if t == threads[0]:  # the % of peak in the metrics is against the primary thread count
             peaks[t] = {kind: P.matmul_peak(kind, t) for kind in ("float32", "int8")}
         for n, v in runs[t]["variants"].items():
