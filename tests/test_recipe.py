@@ -111,3 +111,38 @@ def test_distilling_fits_the_student_and_leaves_the_teacher(trained, digits):
     for a, b in zip(trained.get_weights(), teacher_weights):
         np.testing.assert_array_equal(a, b)
     assert distill.wrap(student, None, weight=0.0, temperature=4.0) is student  # off: the student itself
+
+
+def test_ctrl_c_during_fit_stops_at_the_next_batch_end(digits):
+    """A real SIGINT sent to this process during model.fit: the fit ends at the next batch end with
+    Interrupted (SIGINT), no epoch-end callback sees the partial epoch, and the handlers are restored."""
+    import os
+    import signal
+
+    import tf_keras as keras
+
+    from train2infer.core.cli import Interrupted
+    from train2infer.models import builders
+
+    splits, names = digits
+    seen = {"batches": [], "epoch_ends": 0}
+
+    class Ctrl(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen["batches"].append(batch)
+            if batch == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        def on_epoch_end(self, epoch, logs=None):
+            seen["epoch_ends"] += 1
+
+    build = lambda: builders.build_cnn(splits["train"][0].shape[1:], len(names), filters=(8,),  # noqa: E731
+                                       convs_per_stage=1, dense_units=0, seed=3)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(Interrupted) as got:
+        fit.fit_classifier(build, tf.distribute.get_strategy(), splits["train"], splits["val"], epochs=2,
+                           batch_size=8, learning_rate=0.01, scale_learning_rate=False, seed=0,
+                           callbacks=[Ctrl()], verbose=0)
+    assert got.value.name == "SIGINT"
+    assert seen == {"batches": [0, 1], "epoch_ends": 0}  # the stop callback runs first: batch 2 never ended
+    assert signal.getsignal(signal.SIGINT) is before and signal.getsignal(signal.SIGTERM) is not None
