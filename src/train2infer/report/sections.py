@@ -82,7 +82,8 @@ def best_line(metrics: dict) -> list[str]:
     if "max_drop_points" not in h:
         return []
     floor = (f"the fastest variant that loses at most {h['max_drop_points']:g} point(s) of accuracy against the "
-             "baseline on the test images and is not significantly worse by the paired test (`evaluate.max_drop`)")
+             "baseline on the test images and is not significantly worse by the paired test (`evaluate.max_drop`; "
+             "of variants not measurably slower than the fastest, the most accurate)")
     fastest = h["fastest_variant"]
     outside = ([f"The fastest variant, `{fastest}` ({with_interval(v[fastest], 'speedup_p50')}), is **outside the "
                 f"floor** ({versus_baseline(v[fastest])}, {v[fastest].get('accuracy_verdict', 'not tested')}): it is "
