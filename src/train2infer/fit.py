@@ -18,6 +18,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from train2infer.core import live as livelog
+from train2infer.core.cli import Interrupted
 from train2infer.prepared import to_float
 
 
@@ -321,16 +322,12 @@ class StopAtBatchEnd(keras.callbacks.Callback):
         self._supports_tf_logs = True  # the logs stay tensors: no host sync per batch for this check
 
     def handler(self, signum, frame) -> None:
-        from train2infer.core.cli import Interrupted
-
-        if self.signum is not None:
-            raise Interrupted(signum)
-        self.signum = signum
+        again, self.signum = self.signum is not None, signum
+        if again:
+            self._check()
 
     def _check(self, *_args, **_kwargs) -> None:
         if self.signum is not None:
-            from train2infer.core.cli import Interrupted
-
             raise Interrupted(self.signum)
 
     on_train_batch_end = on_test_batch_end = on_epoch_begin = _check
