@@ -121,8 +121,10 @@ def test_every_kernel_layer_is_tabled_and_the_cache_is_reused(tmp_path, trained)
     assert first["measured"] == sum(len(t.cin) * len(t.cout) for t in first["tables"].values())
     cached = json.loads((tmp_path / "c.json").read_text())
     assert len(cached["entries"]) == first["measured"] and cached["machine"] == latency.fingerprint(1)
+    assert "cpu_id" in cached["machine"]  # the generation, not only "AMD EPYC"
     again = latency.measure(trained, deps, "float", 4, 4, 2, tmp_path / "c.json", whole, seconds=0.2)
     assert again["measured"] == 0 and again["cached"] == first["measured"] and again["scale"] > 0
+    assert again["drift"]["probes"] == min(latency.PROBES, first["measured"]) and again["drift"]["factor"] > 0
     stale = dict(cached, machine={**cached["machine"], "cpu": "another CPU"})
     (tmp_path / "c.json").write_text(json.dumps(stale))
     assert latency.load_cache(tmp_path / "c.json", 1) == {}
@@ -200,8 +202,50 @@ def test_calibration_makes_the_dense_prediction_its_measured_time():
 
     blocks = [Block("a", "Conv2D", 1, 2, {}, {0: 1, 1: 1}), Block("b", "Conv2D", 2, 1, {0: 1, 1: 1}, {})]
     tables = {"a": Table([1], [0, 2], [[0.0, 1.0]]), "b": Table([0, 2], [1], [[0.0], [2.0]])}
-    scaled, k = latency.calibrate(tables, layers_ms=3.0, whole_ms=6.5, overhead_ms=0.5)
-    assert k == 2.0 and scaled["b"].values == [[0.0], [4.0]] and tables["b"].values == [[0.0], [2.0]]
+    scaled, k, quadratic = latency.calibrate(tables, [1.0, 2.0], whole_ms=6.5, overhead_ms=0.5)
+    assert k == 2.0 and quadratic == 0.0
+    assert scaled["b"].values == [[0.0], [4.0]] and tables["b"].values == [[0.0], [2.0]]
     cost = Cost(blocks, scaled, fixed=0.5)
     assert cost.total(cost.widths()) == pytest.approx(6.5)
     assert cost.total(cost.widths({1})) == pytest.approx(0.5 + 1.0 + 2.0)  # half of each layer
+
+
+def test_cut_models_timed_whole_fit_what_shrinks_faster_than_the_layers():
+    """Cut models timed whole beside the dense one fit a term in the square of the layers' sum
+    (the dense model stays exact): a model whose whole time is ``S + 0.25 S**2`` is recovered from
+    two cuts and a third width, not in the fit, is predicted within 1 %; cuts that proportion
+    already predicts within the noise leave the term at 0."""
+    from train2infer.models import latency
+
+    tables = {"a": Table([1, 2, 3, 4], [1], [[0.1], [0.25], [0.4], [0.6]]),
+              "b": Table([1, 2, 3, 4], [1], [[0.05], [0.2], [0.5], [0.9]])}
+    blocks = [Block(n, "Conv2D", 4, 1, {c: 1 for c in range(4)}, {}) for n in tables]
+    col = {i: [t.values[i][0] for t in tables.values()] for i in range(4)}
+    truth = {i: 0.1 + sum(col[i]) + 0.25 * sum(col[i]) ** 2 for i in range(4)}
+    scaled, k, quadratic = latency.calibrate(tables, col[3], truth[3], 0.1, [(col[1], truth[1]), (col[2], truth[2])])
+    assert k == pytest.approx(1.0, abs=0.02) and quadratic == pytest.approx(0.25, rel=0.05)
+    cost = Cost(blocks, scaled, 0.1, quadratic)
+    assert cost.total(cost.widths()) == pytest.approx(truth[3])
+    assert cost.total(cost.widths({1, 2, 3})) == pytest.approx(truth[0], rel=0.01)
+    assert sum(cost.shares(cost.widths()).values()) == pytest.approx(truth[3] - 0.1)
+    proportional = Cost(blocks, latency.calibrate(tables, col[3], truth[3], 0.1)[0], 0.1)
+    assert proportional.total(proportional.widths({1, 2, 3})) > 1.15 * truth[0]  # what proportion missed
+    near = [(col[1], 0.1 + 1.02 * 2 * sum(col[1])), (col[2], 0.1 + 0.98 * 2 * sum(col[2]))]  # +-2 %: noise
+    assert latency.calibrate(tables, col[3], 0.1 + 2 * sum(col[3]), 0.1, near)[1:] == pytest.approx((2.0, 0.0))
+
+
+def test_cached_tables_follow_the_machine_by_a_power_law_fitted_to_spread_probes():
+    """The probes span the cached costs (not only the costliest); a drift that speeds small layers
+    up more than large ones is recovered, and few or similar probes fall back to one ratio."""
+    from train2infer.models import latency
+
+    entries = {f"k{i}": 0.001 * 1.1 ** i for i in range(60)} | {"zero": 0.0}
+    probes = latency.pick_probes(entries, list(entries))
+    costs = [entries[k] for k in probes]
+    assert len(probes) == latency.PROBES and "zero" not in probes and costs == sorted(costs)
+    assert costs[-1] == max(entries.values()) and costs[0] < 0.01 * costs[-1]
+    factor, exponent = latency.fit_drift(costs, [0.7 * c ** 1.05 for c in costs])
+    assert exponent == pytest.approx(1.05) and factor == pytest.approx(0.7)
+    assert latency.fit_drift([0.1, 0.12], [0.05, 0.06]) == pytest.approx((0.5, 1.0))
+    assert latency.fit_drift([], []) == (1.0, 1.0)
+    assert latency.fit_drift(costs, [3 * c ** 2 for c in costs])[1] == 1.25  # clipped: noise, not a machine

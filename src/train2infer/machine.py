@@ -12,8 +12,9 @@ from pathlib import Path
 def _cpuinfo(key: str) -> str | None:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(key):
-                return line.split(":", 1)[1].strip()
+            name, _, value = line.partition(":")
+            if name.strip() == key:
+                return value.strip()
     except OSError:
         pass
     return None
@@ -40,9 +41,16 @@ def version(dist: str) -> str:
         return "unknown"
 
 
+def cpu_id() -> str:
+    """Family, model and stepping, and the cache size /proc/cpuinfo gives: a VM's model name
+    (``AMD EPYC``) hides which generation it is, and latency tables of one do not hold on another."""
+    parts = [f"{k} {_cpuinfo(k)}" for k in ("cpu family", "model", "stepping", "cache size") if _cpuinfo(k)]
+    return ", ".join(parts) or "unknown"
+
+
 def describe() -> dict:
-    """CPU, cores, flags, Python, TensorFlow and LiteRT versions."""
-    return {"cpu": cpu_name(), "cpus": os.cpu_count(), "cpu_flags": cpu_flags(),
+    """CPU (name, generation, flags), cores, Python, TensorFlow and LiteRT versions."""
+    return {"cpu": cpu_name(), "cpu_id": cpu_id(), "cpus": os.cpu_count(), "cpu_flags": cpu_flags(),
             "python": platform.python_version(), "tensorflow": version("tensorflow"),
             "ai_edge_litert": version("ai-edge-litert")}
 

@@ -67,11 +67,13 @@ class Cost:
         tables: Block name -> its table (a block without one costs nothing here: its time is in
             ``fixed``).
         fixed: The part no table covers.
+        quadratic: The blocks' sum ``S`` costs ``S + quadratic * S ** 2`` (what grows or shrinks
+            faster than the layers, fitted by :func:`train2infer.models.latency.calibrate`).
     """
 
-    def __init__(self, blocks: list[Block], tables: dict[str, Table], fixed: float = 0.0):
+    def __init__(self, blocks: list[Block], tables: dict[str, Table], fixed: float = 0.0, quadratic: float = 0.0):
         self.blocks = [b for b in blocks if b.name in tables]
-        self.tables, self.fixed = tables, float(fixed)
+        self.tables, self.fixed, self.quadratic = tables, float(fixed), float(quadratic)
 
     def widths(self, removed=()) -> np.ndarray:
         """``(n_blocks, 2)`` input and output widths after removing the classes ``removed``."""
@@ -89,6 +91,14 @@ class Cost:
         """Each block's cost at ``widths``."""
         return {b.name: self.tables[b.name].at(*widths[k]) for k, b in enumerate(self.blocks)}
 
+    def shares(self, widths: np.ndarray) -> dict[str, float]:
+        """Each block's part of :meth:`total` without the fixed part (the quadratic term spread in
+        proportion)."""
+        raw = self.per_block(widths)
+        scale = 1.0 + self.quadratic * sum(raw.values())
+        return {n: v * scale for n, v in raw.items()}
+
     def total(self, widths: np.ndarray) -> float:
-        """The model's cost at ``widths``: the blocks plus the fixed part."""
-        return self.fixed + sum(self.per_block(widths).values())
+        """The model's cost at ``widths``: the blocks (with the quadratic term) plus the fixed part."""
+        s = sum(self.per_block(widths).values())
+        return self.fixed + s + self.quadratic * s * s

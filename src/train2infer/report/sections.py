@@ -126,8 +126,9 @@ def summary(metrics: dict, bench: dict, prepare: dict) -> list[str]:
     return [
         "# train2infer report", "",
         f"Data: `{prepare.get('source', '?')}`, images {prepare['image_shape']}, "
-        f"train/val/test = {sizes['train']}/{sizes['val']}/{sizes['test']}. Machine: {mach['cpu']}, "
-        f"{mach['cpus']} cores; TensorFlow {mach['tensorflow']}, LiteRT {mach['ai_edge_litert']}.", "",
+        f"train/val/test = {sizes['train']}/{sizes['val']}/{sizes['test']}. Machine: {mach['cpu']}"
+        f"{' (' + mach['cpu_id'] + ')' if mach.get('cpu_id') else ''}, {mach['cpus']} cores; "
+        f"TensorFlow {mach['tensorflow']}, LiteRT {mach['ai_edge_litert']}.", "",
         f"## Summary (baseline `{metrics['baseline']}`, batch 1, {m['threads']} thread(s))", "",
         markdown_table(metrics, SUMMARY_COLUMNS), "", *best_line(metrics),
         f"`img/s` is the best offline throughput over the batch sweep with {m['threads_all_cores']} threads; "
@@ -482,9 +483,11 @@ def where_the_time_goes(latency: dict, figures: str) -> list[str]:
     out += [f"Per-layer latency tables (LiteRT, {latency['precision']}, batch 1, 1 thread; "
             f"{latency['grid_points']} widths per axis, bilinear between; {latency['table_entries']['measured']} "
             f"one-layer models timed, {latency['table_entries']['cached']} from the cache) predict each model as "
-            f"the sum of its kernel layers, scaled ×{latency.get('calibration', 1.0):.3f} so the dense model's sum "
-            "equals its measured time (element-wise ops and copies follow the widths), plus the per-call overhead "
-            f"{fixed:.4f} ms. "
+            f"the sum S of its kernel layers scaled ×{latency.get('calibration', 1.0):.3f}, plus "
+            f"{latency.get('quadratic', 0.0):.3f} × S² (fitted so that the dense model is predicted exactly and its "
+            f"uniform cuts at keep {' and '.join(map(str, latency.get('calibration_keeps', [])))} as closely as "
+            "they can be: element-wise ops, copies and cache spills follow the widths, not always in proportion), "
+            f"plus the per-call overhead {fixed:.4f} ms. "
             "Dense and shrunk were then timed whole in one interleaved run, the tables scaled by how the dense "
             f"model's time moved since they were measured (×{latency['drift_scale']:.3f}; dense is the reference, "
             "its error 0 by construction):", "",

@@ -12,23 +12,50 @@ from __future__ import annotations
 
 from pathlib import Path
 
+CALIBRATION_KEEPS = (0.4, 0.7)  # uniform cuts the tables are calibrated on besides the dense model
+
 
 def tables(cfg, model, cache: Path | None, whole: dict | None = None) -> dict:
     """Latency tables of ``model``'s kernel layers at ``cfg.precision``, calibrated on ``model``
-    itself timed in the same interleaved run (with the models in ``whole``); the fixed part is the
-    per-call overhead."""
+    itself and on its uniform cuts (:data:`CALIBRATION_KEEPS`, l1), all timed in the same
+    interleaved run (with the models in ``whole``); the fixed part is the per-call overhead."""
     from train2infer.models import groups, io, latency
 
     deps = groups.dependencies(model)
     rep = _random_images(model, 8)
-    whole = {"dense": io.to_tflite(model, cfg.precision, representative=rep)} | (whole or {})
+    cuts = calibration_cuts(cfg, model)
+    whole = {"dense": io.to_tflite(model, cfg.precision, representative=rep)} | {
+        n: io.to_tflite(m, cfg.precision, representative=rep) for n, m in cuts.items()} | (whole or {})
     got = latency.measure(model, deps, cfg.precision, cfg.round_to, cfg.min_channels, cfg.grid_points, cache, whole)
-    c = latency.cost(model, deps, got["tables"])
-    got["layers_ms"] = sum(c.per_block(c.widths()).values())
-    got["tables"], got["calibration"] = latency.calibrate(got["tables"], got["layers_ms"], got["whole_ms"]["dense"],
-                                                          got["overhead_ms"])
+    got["layers_ms"] = sum(per_block(model, got["tables"]))
+    got["tables"], got["calibration"], got["quadratic"] = latency.calibrate(
+        got["tables"], per_block(model, got["tables"]), got["whole_ms"]["dense"], got["overhead_ms"],
+        [(per_block(m, got["tables"]), got["whole_ms"][n]) for n, m in cuts.items()])
     got["fixed_ms"] = got["overhead_ms"]
     return got
+
+
+def per_block(model, tables: dict) -> list[float]:
+    """``model``'s kernel layers' values in ``tables`` at its own widths."""
+    from train2infer.models import groups, latency
+
+    c = latency.cost(model, groups.dependencies(model), tables)
+    return list(c.per_block(c.widths()).values())
+
+
+def calibration_cuts(cfg, model) -> dict:
+    """``model`` with every free group cut uniformly to each of :data:`CALIBRATION_KEEPS` (l1,
+    ``cfg``'s floors and ``round_to``): name -> model, only the cuts that remove something."""
+    from train2infer.models import groups
+    from train2infer.shrink import channels
+
+    out = {}
+    for keep in CALIBRATION_KEEPS:
+        plan = channels.plan(model, _random_images(model, 8), "l1", keep, cfg.min_channels, cfg.exclude,
+                             cfg.round_to, cfg.ranking)
+        if plan.removed:
+            out[f"keep {keep}"] = groups.slice_model(model, plan.deps, plan.removed)
+    return out
 
 
 def keep_cache(path: Path | None) -> None:
@@ -65,7 +92,7 @@ def cost_of(cfg, model, lat: dict | None):
     if cfg.target == "macs":
         return lambda deps: latency.cost(model, deps, latency.macs_tables(model, deps, cfg.round_to,
                                                                            cfg.min_channels, 2))
-    return lambda deps: latency.cost(model, deps, lat["tables"], lat["fixed_ms"])
+    return lambda deps: latency.cost(model, deps, lat["tables"], lat["fixed_ms"], lat.get("quadratic", 0.0))
 
 
 def plan_step(cfg, model, probe, lat: dict | None, aim: dict | None, step: int):
@@ -102,10 +129,10 @@ def where_the_time_goes(cfg, trained, shrunk, lat: dict, aim: dict | None, trace
              (("dense", trained), ("shrunk", shrunk))}
     now = latency.time_whole(whole, trained.input_shape[1:])
     scale = now["dense"] / lat["whole_ms"]["dense"]
-    dense_c = latency.cost(trained, groups.dependencies(trained), lat["tables"], lat["fixed_ms"])
-    small_c = latency.cost(shrunk, groups.dependencies(shrunk), lat["tables"], lat["fixed_ms"])
-    dense_ms = {k: v * scale for k, v in dense_c.per_block(dense_c.widths()).items()}
-    small_ms = {k: v * scale for k, v in small_c.per_block(small_c.widths()).items()}
+    dense_c, small_c = (latency.cost(m, groups.dependencies(m), lat["tables"], lat["fixed_ms"],
+                                     lat.get("quadratic", 0.0)) for m in (trained, shrunk))
+    dense_ms = {k: v * scale for k, v in dense_c.shares(dense_c.widths()).items()}
+    small_ms = {k: v * scale for k, v in small_c.shares(small_c.widths()).items()}
     small_w = {b.name: (b.cin, b.cout) for b in small_c.blocks}
     rows = [{"layer": b.name, "kind": b.kind, "dense_widths": [b.cin, b.cout], "dense_ms": dense_ms[b.name],
              "shrunk_widths": list(small_w.get(b.name, (0, 0))), "shrunk_ms": small_ms.get(b.name, 0.0)}
@@ -116,7 +143,8 @@ def where_the_time_goes(cfg, trained, shrunk, lat: dict, aim: dict | None, trace
         models[name] = {"predicted_ms": predicted, "measured_ms": now[name], "error": predicted / now[name] - 1}
     out = {"timed": True, "precision": cfg.precision, "threads": 1, "batch": 1, "grid_points": cfg.grid_points,
            "fixed_ms": fixed, "overhead_ms": lat["overhead_ms"], "drift_scale": scale,
-           "calibration": lat["calibration"],
+           "calibration": lat["calibration"], "quadratic": lat.get("quadratic", 0.0),
+           "calibration_keeps": list(CALIBRATION_KEEPS),
            "table_entries": {"measured": lat["measured"], "cached": lat["cached"]}, "models": models, "layers": rows}
     if aim is not None:
         out["target"] = {"kind": cfg.target, **aim, "steps": [t for t in traces if t],
