@@ -89,8 +89,8 @@ def check(overrides: list[str], budget: float, out: Path, seconds: float) -> dic
                           out / "cache.json", {n: io.to_tflite(m, cfg.precision, representative=rep)
                                                for n, m in {"dense": model, **calibration}.items()}, 1, seconds)
     tables_s = time.time() - t0
-    layers = sum(target.per_block(model, got["tables"]))
     dense = target.per_block(model, got["tables"])
+    layers = sum(dense)
     tables, k, quadratic = latency.calibrate(got["tables"], dense, got["whole_ms"]["dense"], got["overhead_ms"],
                                             [(target.per_block(m, got["tables"]), got["whole_ms"][n])
                                              for n, m in calibration.items()])

@@ -27,9 +27,10 @@ def tables(cfg, model, cache: Path | None, whole: dict | None = None) -> dict:
     whole = {"dense": io.to_tflite(model, cfg.precision, representative=rep)} | {
         n: io.to_tflite(m, cfg.precision, representative=rep) for n, m in cuts.items()} | (whole or {})
     got = latency.measure(model, deps, cfg.precision, cfg.round_to, cfg.min_channels, cfg.grid_points, cache, whole)
-    got["layers_ms"] = sum(per_block(model, got["tables"]))
+    dense = per_block(model, got["tables"])
+    got["layers_ms"] = sum(dense)
     got["tables"], got["calibration"], got["quadratic"] = latency.calibrate(
-        got["tables"], per_block(model, got["tables"]), got["whole_ms"]["dense"], got["overhead_ms"],
+        got["tables"], dense, got["whole_ms"]["dense"], got["overhead_ms"],
         [(per_block(m, got["tables"]), got["whole_ms"][n]) for n, m in cuts.items()])
     got["fixed_ms"] = got["overhead_ms"]
     return got
@@ -49,10 +50,9 @@ def calibration_cuts(cfg, model) -> dict:
     from train2infer.models import groups
     from train2infer.shrink import channels
 
-    out = {}
+    out, probe = {}, _random_images(model, 8)
     for keep in CALIBRATION_KEEPS:
-        plan = channels.plan(model, _random_images(model, 8), "l1", keep, cfg.min_channels, cfg.exclude,
-                             cfg.round_to, cfg.ranking)
+        plan = channels.plan(model, probe, "l1", keep, cfg.min_channels, cfg.exclude, cfg.round_to, cfg.ranking)
         if plan.removed:
             out[f"keep {keep}"] = groups.slice_model(model, plan.deps, plan.removed)
     return out
