@@ -8,7 +8,8 @@ A block sits between ``<!-- generated:NAME ... -->`` and ``<!-- /generated:NAME 
 - ``timings``: ``reports/experiments/timings.json``, each command's measured wall time, machine and date;
 - ``evaluate``: the evaluate stage's own closing lines (``train2infer.evaluate.run.describe``)
   for the committed ``reports/evaluate/metrics.json``: the baseline, the float and int8
-  conversions, the shrunk and scratch models, and the best variant.
+  conversions, the shrunk and scratch models, and the best variant; the CPU they were measured
+  on (``benchmark.json``).
 """
 
 from __future__ import annotations
@@ -44,10 +45,17 @@ def evaluate(root: Path) -> str:
     from train2infer.evaluate.run import describe
 
     metrics = json.loads((root / "reports" / "evaluate" / "metrics.json").read_text())
+    m = json.loads((root / "reports" / "evaluate" / "benchmark.json").read_text())["machine"]
+    flags = m.get("cpu_flags", [])
+    simd = ("AVX-512" + (", VNNI" if "avx512_vnni" in flags else "") if "avx512f" in flags
+            else "AVX2" if "avx2" in flags else "no AVX2")
+    cpu = f"{m['cpu']}" + (f" ({m['cpu_id']}; {simd})" if m.get("cpu_id") else f" ({simd})")
     lines = describe(metrics)
     names = list(metrics["variants"])
     keep = [line for name, line in zip(names, lines) if name in SHOWN or name == metrics["headline"]["best_variant"]]
-    return "\n".join(["```", *keep, *lines[len(names):], "```"])
+    head = (f"From the committed [`reports/evaluate/metrics.json`](reports/evaluate/metrics.json), measured on "
+            f"{m['cpus']} cores of {cpu} (some of its lines):")
+    return "\n".join([head, "```", *keep, *lines[len(names):], "```"])
 
 
 BLOCKS = {"timings": timings, "evaluate": evaluate}
