@@ -44,8 +44,8 @@ def version(dist: str) -> str:
 def cpu_id() -> str:
     """Family, model and stepping, and the cache size /proc/cpuinfo gives: a VM's model name
     (``AMD EPYC``) hides which generation it is, and latency tables of one do not hold on another."""
-    parts = [f"{k} {_cpuinfo(k)}" for k in ("cpu family", "model", "stepping", "cache size") if _cpuinfo(k)]
-    return ", ".join(parts) or "unknown"
+    found = {k: _cpuinfo(k) for k in ("cpu family", "model", "stepping", "cache size")}
+    return ", ".join(f"{k} {v}" for k, v in found.items() if v) or "unknown"
 
 
 def describe() -> dict:
