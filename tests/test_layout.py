@@ -191,3 +191,25 @@ def test_layer_kinds_are_known_in_one_registry():
     for kind, rule in rules.RULES.items():  # a reader can be sliced, normed and counted; folding is a flag
         assert rule.channels != "reader" or None not in (rule.slice, rule.filters, rule.macs), kind
     assert callable(rules.register) and "register" in (ROOT / "docs" / "pruning.md").read_text()
+
+
+def test_requirements_lock_pins_every_dependency_within_pyproject():
+    """make installs with ``-c requirements.lock``: every dependency pyproject.toml names (and
+    the test extra's) must be pinned there, exactly once, to a version pyproject admits; a bump
+    in pyproject.toml without ``make lock`` would otherwise install a version nobody measured."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins: dict[str, str] = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        name, _, version = line.partition("==")
+        assert version and canonicalize_name(name) not in pins, line
+        pins[canonicalize_name(name)] = version
+    for spec in project["dependencies"] + project["optional-dependencies"]["test"]:
+        req = Requirement(spec)
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{req.name} is not in requirements.lock (make lock)"
+        assert req.specifier.contains(pins[name], prereleases=True), f"{req.name}=={pins[name]} is not {req}"
