@@ -132,6 +132,19 @@ def test_the_shipped_peak_models_are_the_convolutions_the_peaks_are_computed_for
             assert kernel["dtype"] == (np.float32 if mode == "float32" else np.int8)
 
 
+def test_the_peaks_time_every_shape_and_mode_interleaved_and_keep_the_best_per_kind():
+    """One interleaved run times all six peak models; each kind's peak is its best shape's rate,
+    and the 1x1 and 3x3 convolutions of each mode are both there."""
+    from train2infer.evaluate import peaks
+
+    got = peaks.matmul_peaks(1, seconds=0.1)
+    assert set(got) == {"float32", "int8"}
+    assert len(got["float32"]["shapes"]) == 2 and len(got["int8"]["shapes"]) == 4
+    assert {n.rsplit(" ", 1)[1] for n in got["int8"]["shapes"]} == {"full_int8", "dynamic"}
+    for kind in got.values():
+        assert kind["gflops"] == max(kind["shapes"].values()) > 0
+
+
 def test_every_variant_is_measured_in_its_own_process(tmp_path, trained, digits):
     from train2infer.models import io
 

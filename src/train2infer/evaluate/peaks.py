@@ -42,39 +42,50 @@ def load(hw: int, c_in: int, c_out: int, k: int, mode: str) -> bytes:
     return path.read_bytes() if path.is_file() else build(hw, c_in, c_out, k, mode)
 
 
-def matmul_peak(kind: str, num_threads: int, seconds: float = 1.5) -> dict:
-    """Peak GFLOP/s (float32) or GOP/s (int8) of this machine's GEMM kernels on LiteRT.
+def matmul_peaks(num_threads: int, seconds: float = 3.0) -> dict:
+    """Peak GFLOP/s (float32) and GOP/s (int8) of this machine's GEMM kernels on LiteRT.
 
     Each shape is one convolution: a 1x1 convolution over a 32x32 grid is a plain
     1024x128 by 128x128 matmul, a 3x3 one an im2col matmul, both run by XNNPACK's GEMM
-    microkernels like the variants' own layers. Timed like the variants (batch 1, p50 of
-    individually timed calls, same runtime and threads, at least ``seconds``: long enough to
-    span the fast and slow states this host switches between every second). int8 takes
-    the better of full-integer and dynamic-range quantization (both compute in int8).
+    microkernels like the variants' own layers. The six models (two shapes, three modes) are
+    timed like the variants: batch 1, p50 of individually timed calls, same runtime and threads,
+    interleaved in rotating rounds for at least ``seconds`` in all, so that each spans the fast
+    and slow states this host switches between every second (one after another, 1.5 s each,
+    they took 9 s of every evaluate run). int8 takes the better of full-integer and dynamic-range
+    quantization (both compute in int8).
 
     Returns:
-        ``{"gflops": best rate, "shapes": {shape: rate}}``.
+        ``{kind: {"gflops": best rate, "shapes": {shape: rate}}}`` for kind float32 and int8.
     """
     from train2infer.litert import interpreter
     from train2infer.timing import interleaved_latency
 
-    if kind not in MODES:
-        raise ValueError(f"unknown kind {kind!r}")
     rng = np.random.default_rng(0)
-    rates = {}
-    for hw, c_in, c_out, k in PEAK_SHAPES:
-        for mode in MODES[kind]:
-            interp = interpreter(load(hw, c_in, c_out, k, mode), num_threads=num_threads)
-            detail = interp.get_input_details()[0]
-            shape = (1, hw, hw, c_in)
-            x = rng.integers(-100, 100, shape) if mode == "full_int8" else rng.standard_normal(shape)
-            x = x.astype(detail["dtype"])
+    calls, work, kinds = {}, {}, {}
+    for kind, modes in MODES.items():
+        for hw, c_in, c_out, k in PEAK_SHAPES:
+            for mode in modes:
+                interp = interpreter(load(hw, c_in, c_out, k, mode), num_threads=num_threads)
+                detail = interp.get_input_details()[0]
+                shape = (1, hw, hw, c_in)
+                x = rng.integers(-100, 100, shape) if mode == "full_int8" else rng.standard_normal(shape)
+                name = f"{hw}x{hw}x{c_in}->{c_out} k{k} {mode}"
+                calls[name] = _invoke(interp, detail["index"], x.astype(detail["dtype"]))
+                work[name], kinds[name] = 2.0 * hw * hw * c_in * c_out * k * k, kind
+    timed = interleaved_latency(calls, 20, 200, seconds, 25)
+    out = {kind: {"gflops": 0.0, "shapes": {}} for kind in MODES}
+    for name, t in timed.items():
+        rate = round(work[name] / (t["p50_ms"] / 1e3) / 1e9, 2)
+        out[kinds[name]]["shapes"][name] = rate
+        out[kinds[name]]["gflops"] = max(out[kinds[name]]["gflops"], rate)
+    return out
 
-            def call(interp=interp, index=detail["index"], x=x):
-                interp.set_tensor(index, x)
-                interp.invoke()
 
-            p50 = interleaved_latency({"peak": call}, 20, 200, seconds, 25)["peak"]["p50_ms"]
-            name = f"{hw}x{hw}x{c_in}->{c_out} k{k} {mode}"
-            rates[name] = round(2.0 * hw * hw * c_in * c_out * k * k / (p50 / 1e3) / 1e9, 2)
-    return {"gflops": max(rates.values()), "shapes": rates}
+def _invoke(interp, index: int, x: np.ndarray):
+    """One batch-1 call of ``interp`` on ``x``."""
+
+    def call():
+        interp.set_tensor(index, x)
+        interp.invoke()
+
+    return call

@@ -157,7 +157,7 @@ def measure(variants: list[Variant], threads: list[int], x: np.ndarray, cfg, poo
         for w in (pools or {}).get(t, {}).values():  # done: idle workers alive slow the next session
             w.close()                                # (reports/experiments/idle-workers/)
         if t == threads[0]:  # the % of peak in the metrics is against the primary thread count
-            peaks[t] = {kind: P.matmul_peak(kind, t) for kind in ("float32", "int8")}
+            peaks[t] = P.matmul_peaks(t)
         for n, v in runs[t]["variants"].items():
             best = f"  best {max(v['throughput'].values()):.0f} img/s" if v["throughput"] else ""
             print(f"evaluate: threads={t} {n:26s} p50 {v['latency']['p50_ms']:.3f} ms  "

@@ -9,7 +9,8 @@ LiteRT worker never imports TensorFlow, so its footprint is that of a real deplo
 The parent (:func:`started`, then :func:`measure_variants`) starts one worker per variant, then in rounds whose
 order rotates asks each worker in turn for a block of timed batch-1 calls (one worker
 runs at a time; the others sleep on their pipe; a short cool-down separates blocks), then
-reads each worker's memory, then sweeps batch sizes for throughput (batch 1: from the rounds).
+reads each worker's memory, then sweeps batch sizes for throughput in two passes over all
+workers (batch 1: from the rounds).
 
 Worker protocol (JSON lines on stdin/stdout)::
 
@@ -272,31 +273,37 @@ def _batches(batch_sizes: list[int]) -> str:
     return f", throughput at batch {', '.join(map(str, batch_sizes))}" if batch_sizes else ""
 
 
+THROUGHPUT_PASSES = 2  # each variant's throughput window, split in two, one pass over all variants apart
+
+
 def _after_all(workers: dict, samples: dict, batch_sizes: list[int], seconds: float, phase) -> dict:
-    """:func:`_after_rounds` of every variant, one after another, saying how far it is."""
-    after, phase.unit = {}, "memory and throughput, model"
-    for k, (name, w) in enumerate(workers.items()):
-        phase.update(k, len(workers))
-        after[name] = _after_rounds(w, samples[name], batch_sizes, seconds)
-    return after
+    """Every variant's latency summary and memory, then the throughput sweep, saying how far it is.
 
-
-def _after_rounds(w: Worker, samples: list[float], batch_sizes: list[int], seconds: float) -> dict:
-    """A variant's latency summary, then its memory, then its throughput sweep.
-
-    Batch 1 is not run again: back-to-back batch-1 calls are what the latency rounds timed, so
-    its images/s is 1,000 over their mean in ms (every timed call of the session, interleaved
-    over all its rounds, where a separate loop would see one of this host's fast or slow states).
+    Throughput: ``seconds`` per variant and batch size, as :data:`THROUGHPUT_PASSES` windows of
+    ``seconds / THROUGHPUT_PASSES``, the variants taking turns within a pass, so that a variant's
+    figure averages moments a whole pass apart and no variant is timed only in one of this host's
+    fast or slow states (each lasts about a second). Batch 1 is not run again: back-to-back
+    batch-1 calls are what the latency rounds timed, so its images/s is 1,000 over their mean in
+    ms (every timed call of the session, interleaved over all its rounds).
     """
     from train2infer import timing
 
-    memory = w.ask("peak_rss_bytes", op="memory")
-    ips = {b: (1000.0 / float(sum(samples) / len(samples)) if b == 1 else
-               w.ask("images_per_second", op="throughput", batch=b, seconds=seconds)["images_per_second"])
-           for b in batch_sizes}
-    return {"latency": timing.summarize(samples), "memory": memory,
-            "throughput": {str(b): round(v, 1) for b, v in ips.items()},
-            "saturation_batch": timing.saturation_batch(ips)}
+    after, phase.unit = {}, "memory and throughput, pass"
+    for name, w in workers.items():
+        after[name] = {"latency": timing.summarize(samples[name]), "memory": w.ask("peak_rss_bytes", op="memory")}
+    rates = {name: {1: 1000.0 / float(sum(samples[name]) / len(samples[name]))} for name in workers}
+    sweep = [b for b in batch_sizes if b != 1]
+    for k in range(THROUGHPUT_PASSES if sweep else 0):
+        phase.update(k, THROUGHPUT_PASSES)
+        for b in sweep:
+            for name, w in workers.items():
+                got = w.ask("images_per_second", op="throughput", batch=b, seconds=seconds / THROUGHPUT_PASSES)
+                rates[name][b] = rates[name].get(b, 0.0) + got["images_per_second"] / THROUGHPUT_PASSES
+    for name in workers:
+        ips = {b: rates[name][b] for b in batch_sizes}
+        after[name] |= {"throughput": {str(b): round(v, 1) for b, v in ips.items()},
+                        "saturation_batch": timing.saturation_batch(ips)}
+    return after
 
 
 if __name__ == "__main__":
