@@ -30,6 +30,7 @@ TINY = [
     "evaluate.warmup_runs=5",
     "evaluate.min_runs=200",
     "evaluate.min_seconds=0",
+    "evaluate.min_seconds_others=0",
     "evaluate.runs_per_round=20",
     "evaluate.threads=[1,2]",  # two thread counts, as the default [1, 0] on 2 cores
     "evaluate.batch_sizes=[1,4]",

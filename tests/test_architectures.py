@@ -32,7 +32,8 @@ SMALL = [
     "prune.frequency=1", "prune.batch_size=16", "convert.quantization=[int8]", "convert.representative_images=8",
     "convert.max_drop=null",  # one epoch: no accuracy to control (op-by-op conversions would take minutes)
     "convert.check_images=8", "evaluate.runtimes=[litert]", "evaluate.threads=[1]", "evaluate.batch_sizes=[1]",
-    "evaluate.warmup_runs=2", "evaluate.min_runs=200", "evaluate.min_seconds=0", "evaluate.runs_per_round=100",
+    "evaluate.warmup_runs=2", "evaluate.min_runs=200", "evaluate.min_seconds=0", "evaluate.min_seconds_others=0",
+    "evaluate.runs_per_round=100",
     "evaluate.block_warmup=1", "evaluate.throughput_seconds=0.01",
 ]
 

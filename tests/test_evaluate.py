@@ -185,13 +185,16 @@ def test_a_sessions_workers_are_closed_before_the_next_session(tmp_path, trained
     x = splits["test"][0][:8].astype(np.float32) / 255
     (tmp_path / "f.tflite").write_bytes(tflite.to_tflite(trained, "float"))
     variants = [Variant("trained", "tflite", "float", path=str(tmp_path / "f.tflite"))]
-    cfg = SimpleNamespace(warmup_runs=2, min_runs=200, min_seconds=0, runs_per_round=50, block_warmup=1,
+    cfg = SimpleNamespace(warmup_runs=2, min_runs=200, min_seconds=0, min_seconds_others=0.3, runs_per_round=50,
+                          block_warmup=1,
                           throughput_seconds=0.05, batch_sizes=[1, 4])
     with worker.started({v.name: v for v in variants}, [1], x, cfg.warmup_runs) as pools:
         first = pools[1][variants[0].name].proc
         runs, _, _ = R.measure(variants, [1, 2], x, cfg, pools)
         assert first.poll() is not None  # exited, not left idle through the 2-thread session
     assert set(runs) == {1, 2} and runs[2]["variants"][variants[0].name]["throughput"]["4"] > 0
+    # the first thread count stops at min_runs (min_seconds 0); the later one runs min_seconds_others
+    assert runs[1]["rounds"] == 4 and runs[2]["rounds"] > 4
 
 
 def test_a_broken_variant_fails_with_its_name(tmp_path):

@@ -20,6 +20,7 @@ class EvaluateConfig:
     warmup_runs: int = ranged(1)
     min_runs: int = ranged(200)
     min_seconds: float = ranged(0)
+    min_seconds_others: float = ranged(0)  # the thread counts after the first
     runs_per_round: int = ranged(1)
     block_warmup: int = ranged(0)
     batch_sizes: list[int] = listed("batch size", lo=1)

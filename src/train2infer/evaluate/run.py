@@ -152,6 +152,7 @@ def measure(variants: list[Variant], threads: list[int], x: np.ndarray, cfg, poo
     runs, peaks, samples = {}, {}, {}
     for t in threads:
         runs[t] = worker.session({v.name: v for v in variants}, t, x, cfg, workers=(pools or {}).get(t),
+                                 min_seconds=cfg.min_seconds if t == threads[0] else cfg.min_seconds_others,
                                  batch_sizes=cfg.batch_sizes if t == max(threads) else ())  # all cores only
         samples[t] = runs[t].pop("samples_ms")
         for w in (pools or {}).get(t, {}).values():  # done: idle workers alive slow the next session
