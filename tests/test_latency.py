@@ -66,6 +66,22 @@ def test_the_chooser_finds_the_known_optimum_of_a_hand_built_three_group_example
     assert trace["reached"] and trace["cost_before"] == 32.0 and trace["cost_after"] == pytest.approx(17.0)
 
 
+def test_the_chooser_trades_a_cut_for_a_cheaper_one_when_greedy_is_left_with_slack():
+    """42 ms, budget 30. By price greedy cuts a (0.2 per ms) then b (0.21): 25 ms, 3.5 lost, and no
+    cut can be given back. Trading b's cut for c's (1.0 lost, not 1.5) keeps 28 ms: the optimum."""
+    groups = {"a": ([0, 1], [5.0, 2.0]), "b": ([2, 3], [5.0, 1.5]), "c": ([4, 5], [5.0, 1.0])}
+    per = {"a": 10.0, "b": 7.0, "c": 4.0}
+    blocks = [Block(g, "Conv2D", 1, 2, {}, {c: 1 for c in classes}) for g, (classes, _) in groups.items()]
+    cost = Cost(blocks, {g: Table([1], [0, 2], [[0.0, 2 * per[g]]]) for g in groups})
+    options = [Option(g, classes, np.array(scores), 1) for g, (classes, scores) in groups.items()]
+    score = {c: s for classes, scores in groups.values() for c, s in zip(classes, scores)}
+    removed, trace = greedy(options, cost, budget=30.0, round_to=1)
+    best = min((set(s) for n in range(4) for s in itertools.combinations([1, 3, 5], n)
+                if cost.total(cost.widths(set(s))) <= 30.0), key=lambda s: sum(score[c] for c in s))
+    assert removed == best == {1, 5} and trace["cost_after"] == pytest.approx(28.0)
+    assert [s["group"] for s in trace["steps"]] == ["a", "c"]
+
+
 def test_the_chooser_stops_at_every_floor_when_the_budget_cannot_be_met():
     options, cost, _ = three_groups()
     removed, trace = greedy(options, cost, budget=1.0, round_to=1)
@@ -116,7 +132,8 @@ def test_every_kernel_layer_is_tabled_and_the_cache_is_reused(tmp_path, trained)
     kernel_layers = [b.name for b in latency.blocks(trained, deps)]
     assert set(first["tables"]) == set(kernel_layers) == {"s0c0_conv", "s1c0_conv", "hidden", "logits"}
     conv = first["tables"]["s1c0_conv"]
-    assert conv.cin == [4, 8] and conv.cout == [4, 16] and first["tables"]["logits"].cout == [10]
+    # s1c0 reads 8 channels (2 widths) and writes 16 (4 widths <= 2 x grid_points 2: all of them)
+    assert conv.cin == [4, 8] and conv.cout == [4, 8, 12, 16] and first["tables"]["logits"].cout == [10]
     assert first["tables"]["s0c0_conv"].cin == [1]  # the image's channel is pinned
     assert first["measured"] == sum(len(t.cin) * len(t.cout) for t in first["tables"].values())
     cached = json.loads((tmp_path / "c.json").read_text())
@@ -249,3 +266,17 @@ def test_cached_tables_follow_the_machine_by_a_power_law_fitted_to_spread_probes
     assert latency.fit_drift([0.1, 0.12], [0.05, 0.06]) == pytest.approx((0.5, 1.0))
     assert latency.fit_drift([], []) == (1.0, 1.0)
     assert latency.fit_drift(costs, [3 * c ** 2 for c in costs])[1] == 1.25  # clipped: noise, not a machine
+
+
+def test_an_axis_with_few_widths_is_measured_at_every_one_and_a_long_one_at_grid_points():
+    """Widths are multiples of round_to from the floor to the full width; an axis of at most
+    2 x grid_points such widths gets all of them (interpolation would miss kernel-tile effects),
+    a longer one grid_points of them, both ends included; a pinned axis only its full width."""
+    from train2infer.models.latency import axis
+
+    assert axis(64, 64, True, 8, 4, 5) == [8, 16, 24, 32, 40, 48, 56, 64]
+    assert axis(30, 30, True, 8, 4, 5) == [8, 16, 24, 30]
+    long = axis(96, 96, True, 8, 4, 5)
+    assert len(long) == 5 and long[0] == 8 and long[-1] == 96 and all(w % 8 == 0 for w in long)
+    assert axis(64, 64, False, 8, 4, 5) == [64]
+    assert axis(64, 16, True, 4, 4, 5) == [16, 32, 48, 64]  # 16 classes of 4 positions: steps of 4 classes

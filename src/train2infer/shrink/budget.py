@@ -4,7 +4,10 @@ HALP-style (Shen et al., 2022) greedy over dependency groups: every step offers,
 next cut (down to the next multiple of ``round_to``, never below the group's floor), prices it as
 the importance it removes over the cost it saves (latency from the measured tables, or MACs,
 :class:`train2infer.models.cost.Cost`), and takes the cheapest, until the predicted cost is within
-the budget; then cuts the budget no longer needs are given back, the most important first.
+the budget; then cuts the budget no longer needs are given back, the most important first, and
+one group's last cut is traded for another group's next one wherever that loses less importance
+within the budget (a local search: on the default CNN greedy alone cut 56 channels to 0.42 of the
+dense latency where 40 reach 0.49).
 Free of TensorFlow: the tests build the groups and costs by hand.
 """
 
@@ -71,7 +74,10 @@ def greedy(options: list[Option], cost: Cost, budget: float, round_to: int) -> t
         steps.append({"group": o.name, "width": new, "lost": float(np.sum(o.scores[new:new + len(drop)])),
                       "saved": saved, "classes": list(drop)})
     if current <= budget:
-        current, stopped = _give_back(steps, removed, cost, budget), "budget"
+        _give_back(steps, removed, cost, budget)
+        while _swap(options, steps, removed, cost, budget, round_to):
+            _give_back(steps, removed, cost, budget)
+        current, stopped = cost.total(cost.widths(removed)), "budget"
     return removed, {"cost_before": before, "cost_after": current, "reached": current <= budget, "stopped": stopped,
                      "steps": [{k: v for k, v in s.items() if k != "classes"} for s in steps]}
 
@@ -95,3 +101,40 @@ def _give_back(steps: list[dict], removed: set[int], cost: Cost, budget: float) 
         _, k, back, _ = max(fits, key=lambda f: f[:2])
         removed.intersection_update(back)
         steps.pop(k)
+
+
+def _swap(options: list[Option], steps: list[dict], removed: set[int], cost: Cost, budget: float,
+          round_to: int) -> bool:
+    """Trade one group's last cut for another group's next cut, the trade that loses the least
+    importance within the budget; False when no trade loses less than the cut it undoes. Each trade
+    lowers the importance lost, so repeating it ends. Price-per-millisecond greedy takes big savings
+    first and can be left with slack no single step fits (the steps of a small model are coarse)."""
+    last = {s["group"]: k for k, s in enumerate(steps)}
+    best = None
+    for k in last.values():
+        undone = removed - set(steps[k]["classes"])
+        for o in options:
+            if o.name == steps[k]["group"]:
+                continue
+            kept = len(o.classes) - len(undone.intersection(o.classes))
+            new = next_width(kept, o.floor, round_to)
+            if new is None:
+                continue
+            lost = float(np.sum(o.scores[new:kept]))
+            gain = steps[k]["lost"] - lost
+            if gain <= 1e-12 or (best is not None and gain <= best[0]):
+                continue
+            trial = undone | set(o.classes[new:kept])
+            total = cost.total(cost.widths(trial))
+            if total <= budget:
+                best = (gain, k, trial, {"group": o.name, "width": new, "lost": lost,
+                                         "saved": cost.total(cost.widths(undone)) - total,
+                                         "classes": list(o.classes[new:kept])})
+    if best is None:
+        return False
+    _, k, trial, step = best
+    steps.pop(k)
+    steps.append(step)
+    removed.clear()
+    removed.update(trial)
+    return True
