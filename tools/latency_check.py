@@ -9,7 +9,7 @@ batch 1, 1 thread) and each prediction is set beside its measurement (the tables
 dense model's time moved since they were measured: dense is the reference, its error 0). Prints one line per model
 and writes ``latency_check.json``.
 
-Run:  python tools/latency_check.py --out reports/experiments/latency-budget/cnn
+Run:  python tools/latency_check.py --out reports/experiments/latency-budget/cnn16   (the default CNN, 16x16)
       python tools/latency_check.py --out reports/experiments/latency-budget/resnet -S +experiment=cifar10_resnet
 """
 
