@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +125,42 @@ def _tool(cmd: list[str], cwd: Path, check: bool = True):
 def dvc(*args: str, cwd: Path, check: bool = True):
     """Run the real dvc CLI of this environment."""
     return _tool([sys.executable, "-m", "dvc", *args], cwd, check)
+
+
+def run_queue(proj: Path, log: Path, jobs: int = 2, deadline_s: float = 1500, restarts: int = 3) -> str:
+    """``dvc queue start -j jobs`` in ``proj`` and wait until no task is queued or running; return
+    the last ``dvc queue status``.
+
+    The workers are forked from ``dvc queue start`` and keep its standard output open until they exit,
+    so that output goes to ``log``, never to a pipe: a pipe would hold the call until every experiment
+    had run (CI hit its 900-s timeout there). DVC's workers can also stop with tasks still queued
+    (treeverse/dvc#10562); then, as the report there does, the queue is started again, at most
+    ``restarts`` times. On the deadline the status and each unfinished task's log end the test.
+    """
+    def start():
+        with open(log, "a") as out:
+            subprocess.run([sys.executable, "-m", "dvc", "queue", "start", "-j", str(jobs)], cwd=proj,
+                           env=tool_env(), stdout=out, stderr=subprocess.STDOUT, timeout=300, check=True)
+
+    start()
+    deadline, idle_since = time.monotonic() + deadline_s, None
+    while time.monotonic() < deadline:
+        status = dvc("queue", "status", cwd=proj).stdout
+        if "Queued" not in status and "Running" not in status:
+            return status
+        stalled = "Running" not in status and "0 active, 0 idle" in status
+        idle_since = (idle_since or time.monotonic()) if stalled else None
+        if idle_since and time.monotonic() - idle_since > 60 and restarts > 0:  # booting takes < 60 s
+            restarts, idle_since = restarts - 1, None
+            with open(log, "a") as out:
+                out.write(f"no worker for 60 s, tasks queued; starting again:\n{status}\n")
+            start()
+        time.sleep(5)
+    tasks = [line.split()[0] for line in status.splitlines()[1:] if "Queued" in line or "Running" in line]
+    logs = "".join(f"\n--- dvc queue logs {t}:\n" + dvc("queue", "logs", t, cwd=proj, check=False).stdout[-2000:]
+                   for t in tasks)
+    raise AssertionError(f"the queue did not finish in {deadline_s:.0f} s:\n{status}{logs}\n"
+                         f"--- {log.name}:\n{log.read_text()[-2000:]}")
 
 
 def git(*args: str, cwd: Path, check: bool = True):

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 import sweep
 
-from helpers import ONE_THREAD, ROOT, TINY, dvc, shared_project, tool_env
+from helpers import ONE_THREAD, ROOT, TINY, dvc, run_queue, shared_project, tool_env
 from train2infer import Train2InferError
 
 
@@ -100,14 +99,8 @@ def test_queued_two_point_sweep_runs_and_is_summarised(tmp_path, tmp_path_factor
 
     args = [a for o in TINY + ONE_THREAD for a in ("-S", o)]
     module("queue", *args, "-S", "prune.final_sparsity=choice(0.5,0.7)")
-    dvc("queue", "start", "-j", "2", cwd=proj)
     try:
-        deadline = time.time() + 800
-        while time.time() < deadline:
-            status = dvc("queue", "status", cwd=proj).stdout
-            if "Queued" not in status and "Running" not in status:
-                break
-            time.sleep(5)
+        status = run_queue(proj, tmp_path / "queue-start.log")
         assert status.count("Success") == 2, status
     finally:
         dvc("queue", "stop", "--kill", cwd=proj, check=False)
