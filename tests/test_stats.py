@@ -74,6 +74,18 @@ def test_paired_difference_interval_of_ten_more_right_out_of_a_hundred():
     assert stats.compare_accuracy(y, base, var) == got  # a fixed seed: the same interval every time
 
 
+def test_unpaired_difference_matches_newcombes_worked_example():
+    # Newcombe (1998), Statistics in Medicine 17:873, Table II: 56/70 against 48/80, method 10.
+    u = stats.unpaired(56, 70, 48, 80)
+    assert u["difference"] == pytest.approx(0.2)
+    assert (u["difference_ci_low"], u["difference_ci_high"]) == pytest.approx((0.0524, 0.3339), abs=5e-5)
+    # pooled z = 0.2 / sqrt(104/150 * 46/150 * (1/70 + 1/80)) = 2.6502
+    assert u["p_value"] == pytest.approx(0.00805, abs=5e-5) and u["verdict"] == "significantly better"
+    same = stats.unpaired(8541, 10000, 8541, 10000)
+    assert same["difference"] == 0 and same["p_value"] == 1 and same["verdict"] == "no significant difference"
+    assert same["difference_ci_low"] < 0 < same["difference_ci_high"]
+
+
 def session(rng, ratio=3.0, rounds=40, calls=25):
     """Interleaved rounds on a host that flips between a fast and a slow state per round."""
     state = rng.choice([1.0, 1.35], size=(rounds, 1))

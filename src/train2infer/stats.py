@@ -85,6 +85,26 @@ def paired_difference(base_correct, variant_correct, reps: int = 10000, seed: in
     return float(lo), float(hi)
 
 
+def unpaired(correct: int, n: int, ref_correct: int, ref_n: int) -> dict:
+    """Accuracy ``correct / n`` against ``ref_correct / ref_n`` measured on *other* images or by
+    another run, where no paired test applies: Newcombe's hybrid score interval of the difference
+    (from the two Wilson intervals; Newcombe 1998, method 10) and the two-sided pooled z-test.
+
+    Returns:
+        ``{"difference", "difference_ci_low", "difference_ci_high", "p_value", "verdict"}``.
+    """
+    p1, p2 = correct / n, ref_correct / ref_n
+    (l1, u1), (l2, u2) = wilson(correct, n), wilson(ref_correct, ref_n)
+    diff = p1 - p2
+    low = diff - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+    high = diff + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    pooled = (correct + ref_correct) / (n + ref_n)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n + 1 / ref_n))
+    p_value = 2 * (1 - NormalDist().cdf(abs(diff) / se)) if se > 0 else 1.0
+    return {"difference": diff, "difference_ci_low": low, "difference_ci_high": high, "p_value": p_value,
+            "verdict": verdict(p_value, diff)}
+
+
 def verdict(p_value: float, difference: float, alpha: float = ALPHA) -> str:
     """``no significant difference`` or ``significantly better|worse`` at level ``alpha``."""
     if p_value >= alpha or difference == 0:
