@@ -37,7 +37,8 @@ def compare(data: str, paths: list[str]) -> list[dict]:
         rows.append({"model": path, "accuracy": float(np.mean(pred == y)), "ci": (c["accuracy_ci_low"],
                      c["accuracy_ci_high"]), "difference": float(np.mean(pred == y) - np.mean(preds[0] == y)),
                      "difference_ci": (c["accuracy_diff_ci_low"], c["accuracy_diff_ci_high"]),
-                     "p": c["mcnemar_p"], "verdict": c["accuracy_verdict"], "n": int(y.size)})
+                     "p": c["mcnemar_p"], "verdict": c["accuracy_verdict"], "correct": int(np.sum(pred == y)),
+                     "n": int(y.size)})
     return rows
 
 
@@ -59,13 +60,13 @@ def main() -> None:
     rows = compare(args.data, args.models)
     if args.against:
         name, k, n = args.against
-        print(f"| model | accuracy | vs {name} ({k}/{n}), points [95% CI, Newcombe] | z-test p | at 5 % |\n"
+        print(f"| model | accuracy [95% CI] | vs {name} ({k}/{n}), points [95% CI, Newcombe] | z-test p | at 5 % |\n"
               "|---|---|---|---:|---|")
         for r in rows:
-            u = stats.unpaired(round(r["accuracy"] * r["n"]), r["n"], k, n)
-            print(f"| {r['model']} | {r['accuracy']:.4f} | {100 * u['difference']:+.2f} "
-                  f"[{100 * u['difference_ci_low']:+.2f}, {100 * u['difference_ci_high']:+.2f}] | "
-                  f"{u['p_value']:.3g} | {u['verdict']} |")
+            u = stats.unpaired(r["correct"], r["n"], k, n)
+            print(f"| {r['model']} | {r['accuracy']:.4f} [{r['ci'][0]:.4f}, {r['ci'][1]:.4f}] | "
+                  f"{100 * u['difference']:+.2f} [{100 * u['difference_ci_low']:+.2f}, "
+                  f"{100 * u['difference_ci_high']:+.2f}] | {u['p_value']:.3g} | {u['verdict']} |")
         return
     print("| model | accuracy [95% CI] | vs first, points [95% CI] | McNemar p | at 5 % |\n|---|---|---|---:|---|")
     for r in rows:
