@@ -186,8 +186,7 @@ def test_a_sessions_workers_are_closed_before_the_next_session(tmp_path, trained
     (tmp_path / "f.tflite").write_bytes(tflite.to_tflite(trained, "float"))
     variants = [Variant("trained", "tflite", "float", path=str(tmp_path / "f.tflite"))]
     cfg = SimpleNamespace(warmup_runs=2, min_runs=200, min_seconds=0, min_seconds_others=0.3, runs_per_round=50,
-                          block_warmup=1,
-                          throughput_seconds=0.05, batch_sizes=[1, 4])
+                          block_warmup=1, throughput_seconds=0.05, batch_sizes=[1, 4])
     with worker.started({v.name: v for v in variants}, [1], x, cfg.warmup_runs) as pools:
         first = pools[1][variants[0].name].proc
         runs, _, _ = R.measure(variants, [1, 2], x, cfg, pools)

@@ -34,11 +34,11 @@ def compare(data: str, paths: list[str]) -> list[dict]:
     rows = []
     for path, pred in zip(paths, preds):
         c = stats.compare_accuracy(y, preds[0], pred)
-        rows.append({"model": path, "accuracy": float(np.mean(pred == y)), "ci": (c["accuracy_ci_low"],
+        correct = int(np.sum(pred == y))
+        rows.append({"model": path, "accuracy": correct / y.size, "ci": (c["accuracy_ci_low"],
                      c["accuracy_ci_high"]), "difference": float(np.mean(pred == y) - np.mean(preds[0] == y)),
                      "difference_ci": (c["accuracy_diff_ci_low"], c["accuracy_diff_ci_high"]),
-                     "p": c["mcnemar_p"], "verdict": c["accuracy_verdict"], "correct": int(np.sum(pred == y)),
-                     "n": int(y.size)})
+                     "p": c["mcnemar_p"], "verdict": c["accuracy_verdict"], "correct": correct, "n": int(y.size)})
     return rows
 
 

@@ -113,6 +113,7 @@ def _swap(options: list[Option], steps: list[dict], removed: set[int], cost: Cos
     best = None
     for k in last.values():
         undone = removed - set(steps[k]["classes"])
+        undone_total = cost.total(cost.widths(undone))
         for o in options:
             if o.name == steps[k]["group"]:
                 continue
@@ -128,7 +129,7 @@ def _swap(options: list[Option], steps: list[dict], removed: set[int], cost: Cos
             total = cost.total(cost.widths(trial))
             if total <= budget:
                 best = (gain, k, trial, {"group": o.name, "width": new, "lost": lost,
-                                         "saved": cost.total(cost.widths(undone)) - total,
+                                         "saved": undone_total - total,
                                          "classes": list(o.classes[new:kept])})
     if best is None:
         return False
